@@ -1,0 +1,101 @@
+# rootlessnetns — build, install, test.
+#
+#   make            build build/rootlessnetns.so
+#   make demo       install missing packages, build, run the demo
+#   make check      install missing packages, build, run every spec
+#   make lint       luacheck, clang-tidy, cppcheck, gcc -fanalyzer
+#   make sanitize   ASan+UBSan build running the primitive and namespace specs
+#   make valgrind   the primitive specs under valgrind (leaks and fds)
+#   make bench      latency/throughput figures (prints, never asserts)
+#   make install    PREFIX, DESTDIR, LUA_LIBDIR, LUA_DIR honoured
+
+LUA_VERSION ?= 5.4
+LUA         ?= lua$(LUA_VERSION)
+BUSTED      ?= $(LUA) /usr/bin/busted
+PKG_CONFIG  ?= pkg-config
+
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+MANDIR      ?= $(PREFIX)/share/man
+LUA_LIBDIR  ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
+LUA_DIR     ?= $(PREFIX)/share/lua/$(LUA_VERSION)
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+
+LUA_CFLAGS   := $(shell $(PKG_CONFIG) --cflags lua$(LUA_VERSION) 2>/dev/null)
+MOUNT_LIBS   := $(shell $(PKG_CONFIG) --libs mount 2>/dev/null || echo -lmount)
+
+CC       ?= cc
+OPTFLAGS ?= -O2 -g
+WARNINGS := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
+            -Wno-missing-field-initializers -Wnull-dereference -Wvla
+HARDEN   := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fstack-clash-protection
+CFLAGS   ?= $(OPTFLAGS)
+ALL_CFLAGS  = -std=gnu11 -fPIC -fvisibility=hidden $(WARNINGS) $(HARDEN) $(LUA_CFLAGS) $(CFLAGS)
+ALL_LDFLAGS = -shared -Wl,-z,relro,-z,now -Wl,--no-undefined-version $(LDFLAGS)
+# Lua symbols resolve against the interpreter at load time: no -llua.
+
+SRCS    := $(wildcard csrc/*.c)
+BUILD   ?= build
+OBJS    := $(SRCS:csrc/%.c=$(BUILD)/%.o)
+MODULE  := $(BUILD)/rootlessnetns.so
+LUA_SRC := $(shell find lua -name '*.lua' | sort)
+
+.PHONY: all deps demo check check-unprivileged lint sanitize valgrind bench install uninstall clean
+
+all: $(MODULE)
+
+$(BUILD)/%.o: csrc/%.c csrc/rlns.h | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(MODULE): $(OBJS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $(OBJS) $(MOUNT_LIBS)
+
+$(BUILD):
+	mkdir -p $@
+
+# Installs the Debian packages the build, the specs and the demo need when
+# run as root; otherwise prints the exact apt-get command and fails.
+deps:
+	@sh tools/deps.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@sh tools/demo.sh
+
+check: deps
+	@$(MAKE) --no-print-directory all
+	@sh tools/check.sh
+
+lint: deps
+	@sh tools/lint.sh
+
+sanitize: deps
+	@sh tools/sanitize.sh
+
+valgrind: deps
+	@$(MAKE) --no-print-directory all
+	@sh tools/valgrind.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@sh tools/bench.sh
+
+install: $(MODULE)
+	install -d $(DESTDIR)$(LUA_LIBDIR) $(DESTDIR)$(LUA_DIR)/rootlessnetns/backend \
+	    $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
+	install -m 0755 $(MODULE) $(DESTDIR)$(LUA_LIBDIR)/rootlessnetns.so
+	for f in $(LUA_SRC); do \
+	    install -m 0644 $$f $(DESTDIR)$(LUA_DIR)/$${f#lua/}; done
+	sed -e 's|@LUA_DIR@|$(LUA_DIR)|' -e 's|@LUA_LIBDIR@|$(LUA_LIBDIR)|' \
+	    -e 's|^#!.*|#!/usr/bin/env $(LUA)|' bin/rootlessnetns > $(DESTDIR)$(BINDIR)/rootlessnetns
+	chmod 0755 $(DESTDIR)$(BINDIR)/rootlessnetns
+	install -m 0644 doc/rootlessnetns.1 $(DESTDIR)$(MANDIR)/man1/rootlessnetns.1
+	install -m 0644 contrib/bash-completion/rootlessnetns $(DESTDIR)$(BASHCOMPDIR)/rootlessnetns
+
+uninstall:
+	rm -f $(DESTDIR)$(LUA_LIBDIR)/rootlessnetns.so $(DESTDIR)$(BINDIR)/rootlessnetns \
+	    $(DESTDIR)$(MANDIR)/man1/rootlessnetns.1 $(DESTDIR)$(BASHCOMPDIR)/rootlessnetns
+	rm -rf $(DESTDIR)$(LUA_DIR)/rootlessnetns
+
+clean:
+	rm -rf $(BUILD) build-sanitize

@@ -1,0 +1,337 @@
+/*
+ * fd.c - the Fd object: one owned, close-on-exec descriptor.
+ *
+ * Modelled on liolib's LStream: the userdata is created closed before the
+ * syscall that opens the descriptor, so a memory error cannot leak it;
+ * __gc and __close are the same idempotent function.
+ */
+#include "rlns.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct {
+	int fd;
+} rlns_Fd;
+
+/**
+ * rlns_newfd() - push a closed Fd userdata; the caller stores the fd in it.
+ */
+int *
+rlns_newfd(lua_State *L)
+{
+	rlns_Fd *p = lua_newuserdatauv(L, sizeof *p, 0);
+
+	p->fd = -1;
+	luaL_setmetatable(L, RLNS_FD_META);
+	return &p->fd;
+}
+
+static rlns_Fd *
+tofd(lua_State *L, int idx)
+{
+	rlns_Fd *p = luaL_checkudata(L, idx, RLNS_FD_META);
+
+	if (p->fd < 0)
+		luaL_error(L, "attempt to use a closed fd");
+	return p;
+}
+
+int
+rlns_isfd(lua_State *L, int idx)
+{
+	return luaL_testudata(L, idx, RLNS_FD_META) != NULL;
+}
+
+/**
+ * rlns_checkfd() - a descriptor argument: an open Fd object or an integer.
+ */
+int
+rlns_checkfd(lua_State *L, int idx)
+{
+	lua_Integer fd;
+
+	if (rlns_isfd(L, idx))
+		return tofd(L, idx)->fd;
+	fd = luaL_checkinteger(L, idx);
+	luaL_argcheck(L, fd >= 0 && fd <= 0x7fffffff, idx, "invalid file descriptor");
+	return (int)fd;
+}
+
+static int
+fd_gc(lua_State *L)
+{
+	rlns_Fd *p = luaL_checkudata(L, 1, RLNS_FD_META);
+
+	rlns_closep(&p->fd);
+	return 0;
+}
+
+static int
+fd_close(lua_State *L)
+{
+	rlns_Fd *p = tofd(L, 1);
+	int fd = steal_fd(&p->fd);
+
+	/* After close(2) the descriptor is gone even on EINTR (Linux). */
+	if (close(fd) < 0 && errno != EINTR)
+		return rlns_pushfail(L, errno, "close fd %d", fd);
+	return rlns_pushtrue(L);
+}
+
+static int
+fd_fileno(lua_State *L)
+{
+	lua_pushinteger(L, tofd(L, 1)->fd);
+	return 1;
+}
+
+static int
+fd_tostring(lua_State *L)
+{
+	rlns_Fd *p = luaL_checkudata(L, 1, RLNS_FD_META);
+
+	if (p->fd < 0)
+		lua_pushliteral(L, "Fd (closed)");
+	else
+		lua_pushfstring(L, "Fd (%d)", p->fd);
+	return 1;
+}
+
+/* Milliseconds left until @deadline (CLOCK_MONOTONIC ms), at least 0. */
+static int
+ms_left(long long deadline)
+{
+	struct timespec ts;
+	long long now;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return deadline > now ? (int)(deadline - now) : 0;
+}
+
+static long long
+deadline_after(lua_Integer timeout_ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + timeout_ms;
+}
+
+/***
+ * Read up to `max` bytes, waiting at most `timeout_ms` (default: forever).
+ * @function read
+ * @treturn[1] string the bytes ("" at end of file)
+ * @return[2] nil
+ * @treturn[2] string message ("read fd N: Connection timed out" on timeout)
+ * @treturn[2] int errno (ETIMEDOUT on timeout)
+ */
+static int
+l_read(lua_State *L)
+{
+	int fd = rlns_checkfd(L, 1);
+	lua_Integer max = luaL_optinteger(L, 2, 65536);
+	lua_Integer timeout = luaL_optinteger(L, 3, -1);
+	luaL_Buffer b;
+	char *buf;
+	ssize_t n;
+
+	luaL_argcheck(L, max > 0 && max <= (1 << 24), 2, "size out of range");
+	if (timeout >= 0) {
+		long long deadline = deadline_after(timeout);
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		int r;
+
+		do
+			r = poll(&pfd, 1, ms_left(deadline));
+		while (r < 0 && errno == EINTR);
+		if (r < 0)
+			return rlns_pushfail(L, errno, "poll fd %d", fd);
+		if (r == 0)
+			return rlns_pushfail(L, ETIMEDOUT, "read fd %d", fd);
+	}
+	buf = luaL_buffinitsize(L, &b, (size_t)max);
+	n = TEMP_FAILURE_RETRY(read(fd, buf, (size_t)max));
+	if (n < 0)
+		return rlns_pushfail(L, errno, "read fd %d", fd);
+	luaL_pushresultsize(&b, (size_t)n);
+	return 1;
+}
+
+/***
+ * Read until end of file (a pipe's writer closed), with an optional timeout.
+ * @function readall
+ */
+static int
+l_readall(lua_State *L)
+{
+	int fd = rlns_checkfd(L, 1);
+	lua_Integer timeout = luaL_optinteger(L, 2, -1);
+	long long deadline = timeout >= 0 ? deadline_after(timeout) : 0;
+	luaL_Buffer b;
+
+	luaL_buffinit(L, &b);
+	for (;;) {
+		char chunk[4096];
+		ssize_t n;
+
+		if (timeout >= 0) {
+			struct pollfd pfd = {.fd = fd, .events = POLLIN};
+			int r = poll(&pfd, 1, ms_left(deadline));
+
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0)
+				return rlns_pushfail(L, errno, "poll fd %d", fd);
+			if (r == 0)
+				return rlns_pushfail(L, ETIMEDOUT, "read fd %d", fd);
+		}
+		n = TEMP_FAILURE_RETRY(read(fd, chunk, sizeof chunk));
+		if (n < 0)
+			return rlns_pushfail(L, errno, "read fd %d", fd);
+		if (n == 0)
+			break;
+		luaL_addlstring(&b, chunk, (size_t)n);
+	}
+	luaL_pushresult(&b);
+	return 1;
+}
+
+/***
+ * Write a whole string.
+ * @function write
+ */
+static int
+l_write(lua_State *L)
+{
+	int fd = rlns_checkfd(L, 1);
+	size_t len;
+	const char *s = luaL_checklstring(L, 2, &len);
+
+	if (rlns_write_all(fd, s, len) < 0)
+		return rlns_pushfail(L, errno, "write fd %d", fd);
+	return rlns_pushtrue(L);
+}
+
+/***
+ * A close-on-exec pipe.
+ * @function pipe
+ * @treturn Fd read end
+ * @treturn Fd write end
+ */
+static int
+l_pipe(lua_State *L)
+{
+	int *r = rlns_newfd(L);
+	int *w = rlns_newfd(L);
+	int fds[2];
+
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return rlns_pushfail(L, errno, "pipe");
+	*r = fds[0];
+	*w = fds[1];
+	return 2;
+}
+
+/***
+ * Open a file close-on-exec (and never through a final symlink unless
+ * "follow" is given).  Modes: "r", "w" (create/truncate), "rw", "dir", "path".
+ * @function open
+ */
+static int
+l_open(lua_State *L)
+{
+	static const char *const modes[] = {"r", "w", "rw", "dir", "path", "a", NULL};
+	static const int flags[] = {
+		O_RDONLY,
+		O_WRONLY | O_CREAT | O_TRUNC,
+		O_RDWR | O_CREAT,
+		O_RDONLY | O_DIRECTORY,
+		O_PATH,
+		O_WRONLY | O_CREAT | O_APPEND,
+	};
+	const char *path = luaL_checkstring(L, 1);
+	int mode = luaL_checkoption(L, 2, "r", modes);
+	lua_Integer perm = luaL_optinteger(L, 3, 0600);
+	int follow = lua_toboolean(L, 4);
+	int *fd;
+
+	rlns_checknargs(L, 4);
+	fd = rlns_newfd(L);
+	*fd = open(path, flags[mode] | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW), (mode_t)perm);
+	if (*fd < 0)
+		return rlns_pushfail(L, errno, "open `%s`", path);
+	return 1;
+}
+
+/***
+ * Adopt an integer descriptor (e.g. 0) as a new owned close-on-exec Fd (dup).
+ * @function dup
+ */
+static int
+l_dup(lua_State *L)
+{
+	int src = rlns_checkfd(L, 1);
+	int *fd = rlns_newfd(L);
+
+	*fd = fcntl(src, F_DUPFD_CLOEXEC, 3);
+	if (*fd < 0)
+		return rlns_pushfail(L, errno, "dup fd %d", src);
+	return 1;
+}
+
+/* Is @fd close-on-exec?  For specs that check our own hygiene. */
+static int
+l_cloexec(lua_State *L)
+{
+	int fd = rlns_checkfd(L, 1);
+	int fl = fcntl(fd, F_GETFD);
+
+	if (fl < 0)
+		return rlns_pushfail(L, errno, "fcntl fd %d", fd);
+	lua_pushboolean(L, (fl & FD_CLOEXEC) != 0);
+	return 1;
+}
+
+static const luaL_Reg fd_metameth[] = {
+	{"__index", NULL},
+	{"__gc", fd_gc},
+	{"__close", fd_gc},
+	{"__tostring", fd_tostring},
+	{NULL, NULL},
+};
+
+static const luaL_Reg fd_meth[] = {
+	{"close", fd_close},
+	{"fileno", fd_fileno},
+	{"read", l_read},
+	{"readall", l_readall},
+	{"write", l_write},
+	{NULL, NULL},
+};
+
+static const luaL_Reg fd_funcs[] = {
+	{"read", l_read},
+	{"readall", l_readall},
+	{"write", l_write},
+	{"pipe", l_pipe},
+	{"open", l_open},
+	{"dup", l_dup},
+	{"cloexec", l_cloexec},
+	{NULL, NULL},
+};
+
+void
+rlns_open_fd(lua_State *L)
+{
+	luaL_newmetatable(L, RLNS_FD_META);
+	luaL_setfuncs(L, fd_metameth, 0);
+	luaL_newlibtable(L, fd_meth);
+	luaL_setfuncs(L, fd_meth, 0);
+	lua_setfield(L, -2, "__index");
+	lua_pop(L, 1);
+	luaL_setfuncs(L, fd_funcs, 0);
+}

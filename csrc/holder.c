@@ -1,0 +1,166 @@
+/*
+ * holder.c - the process that keeps a user + mount namespace alive.
+ *
+ * An unprivileged user can only bind-mount a network namespace inside a
+ * mount namespace owned by a user namespace of its own, and that pair lives
+ * only while a process is in it (podman's "pause" process).  The holder is
+ * that process: it unshares, waits while the parent writes its id maps,
+ * becomes root of the new namespace, makes / rslave (host unmounts still
+ * propagate in; nothing of ours leaks out) and then sleeps forever.
+ *
+ * Handshake over a socketpair: child sends its unshare result (an int
+ * errno, 0 = ok); the parent writes the maps and sends one byte; the child
+ * sends the result of its setup (an int errno).
+ */
+#include "rlns.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#ifndef CLOSE_RANGE_UNSHARE
+#define CLOSE_RANGE_UNSHARE (1U << 1)
+#endif
+
+static void
+send_errno(int fd, int err)
+{
+	rlns_write_all(fd, &err, sizeof err);
+}
+
+static void __attribute__((noreturn))
+holder_child(int ctl, const char *name)
+{
+	struct sigaction ign = {.sa_handler = SIG_IGN};
+	char go;
+	int devnull;
+
+	rlns_reset_signals();
+	if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0) {
+		send_errno(ctl, errno);
+		_exit(1);
+	}
+	send_errno(ctl, 0);
+	/* EOF instead of the byte: the parent gave up (or died). */
+	if (rlns_read_full(ctl, &go, 1) != 1)
+		_exit(1);
+	if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) {
+		send_errno(ctl, errno);
+		_exit(1);
+	}
+	if (mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL) < 0) {
+		send_errno(ctl, errno);
+		_exit(1);
+	}
+	if (setsid() < 0 || chdir("/") < 0) {
+		send_errno(ctl, errno);
+		_exit(1);
+	}
+	prctl(PR_SET_NAME, name, 0, 0, 0);
+	/* Terminal and job-control signals are not for us; SIGTERM and
+	 * SIGKILL end the holder. */
+	for (int sig = 1; sig < 32; sig++)
+		if (sig != SIGTERM && sig != SIGKILL && sig != SIGSTOP && sig != SIGCHLD)
+			sigaction(sig, &ign, NULL);
+	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	send_errno(ctl, 0);
+	if (devnull >= 0) {
+		dup2(devnull, 0);
+		dup2(devnull, 1);
+		dup2(devnull, 2);
+	}
+	/* Nothing of the parent's stays open here: no lock, no pipe. */
+	if (syscall(SYS_close_range, 3U, ~0U, 0U) < 0)
+		for (int fd = 3; fd < 65536; fd++)
+			close(fd);
+	for (;;)
+		pause();
+}
+
+/***
+ * Fork a holder that has unshared a user and a mount namespace and now
+ * waits for its id maps.
+ * @function holder_start
+ * @tparam[opt="rlns-holder"] string name process name (comm)
+ * @treturn[1] int pid of the holder
+ * @treturn[1] Fd control socket for holder_release
+ * @return[2] nil, message, errno (e.g. EPERM/ENOSPC when user namespaces are off)
+ */
+static int
+l_holder_start(lua_State *L)
+{
+	const char *name = luaL_optstring(L, 1, "rlns-holder");
+	cleanup_close int child_end = -1;
+	int *parent_end;
+	int sv[2], err = 0;
+	ssize_t n;
+	pid_t pid;
+
+	rlns_checknargs(L, 1);
+	parent_end = rlns_newfd(L);
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return rlns_pushfail(L, errno, "socketpair");
+	*parent_end = sv[0];
+	child_end = sv[1];
+	pid = fork();
+	if (pid < 0)
+		return rlns_pushfail(L, errno, "fork");
+	if (pid == 0) {
+		close(sv[0]);
+		holder_child(child_end, name);
+	}
+	rlns_closep(&child_end);
+	n = rlns_read_full(*parent_end, &err, sizeof err);
+	if (n != (ssize_t)sizeof err || err != 0) {
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		return rlns_pushfail(L, n == (ssize_t)sizeof err ? err : ECHILD,
+				     "create user namespace");
+	}
+	lua_pushinteger(L, pid);
+	lua_insert(L, -2);
+	return 2;
+}
+
+/***
+ * Let the holder go on once its maps are written; returns when it is
+ * root in its namespaces with / rslave.
+ * @function holder_release
+ * @tparam Fd ctl the control socket from holder_start (closed afterwards)
+ * @treturn[1] true
+ * @return[2] nil, message, errno
+ */
+static int
+l_holder_release(lua_State *L)
+{
+	int fd = rlns_checkfd(L, 1);
+	int err = 0;
+	ssize_t n;
+
+	rlns_checknargs(L, 1);
+	if (rlns_write_all(fd, "g", 1) < 0)
+		return rlns_pushfail(L, errno, "start holder");
+	n = rlns_read_full(fd, &err, sizeof err);
+	if (n != (ssize_t)sizeof err)
+		return rlns_pushfail(L, n < 0 ? errno : ECHILD, "start holder");
+	if (err != 0)
+		return rlns_pushfail(L, err, "set up holder namespaces");
+	return rlns_pushtrue(L);
+}
+
+static const luaL_Reg holder_funcs[] = {
+	{"holder_start", l_holder_start},
+	{"holder_release", l_holder_release},
+	{NULL, NULL},
+};
+
+void
+rlns_open_holder(lua_State *L)
+{
+	luaL_setfuncs(L, holder_funcs, 0);
+}

@@ -1,0 +1,167 @@
+/*
+ * ns.c - namespaces: unshare, setns, namespace fds and identity, nsfs checks.
+ */
+#include "rlns.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+
+#ifndef NSFS_MAGIC
+#define NSFS_MAGIC 0x6e736673
+#endif
+#ifndef PROC_SUPER_MAGIC
+#define PROC_SUPER_MAGIC 0x9fa0
+#endif
+
+/***
+ * unshare(2).
+ * @function unshare
+ * @tparam int flags CLONE_NEW* constants or'ed together
+ * @treturn[1] true
+ * @return[2] nil
+ * @treturn[2] string message
+ * @treturn[2] int errno
+ */
+static int
+l_unshare(lua_State *L)
+{
+	int flags = rlns_checkflags(L, 1);
+
+	rlns_checknargs(L, 1);
+	if (unshare(flags) < 0)
+		return rlns_pushfail(L, errno, "unshare 0x%x", (unsigned)flags);
+	return rlns_pushtrue(L);
+}
+
+/***
+ * setns(2) by descriptor (a namespace fd or a pidfd) or by path.
+ * @function setns
+ * @tparam Fd|int|string target
+ * @tparam[opt=0] int nstype CLONE_NEW* of the namespace (0: any)
+ */
+static int
+l_setns(lua_State *L)
+{
+	int nstype = (int)luaL_optinteger(L, 2, 0);
+	cleanup_close int own = -1;
+	const char *what;
+	int fd;
+
+	rlns_checknargs(L, 2);
+	if (lua_type(L, 1) == LUA_TSTRING) {
+		what = lua_tostring(L, 1);
+		own = open(what, O_RDONLY | O_CLOEXEC);
+		if (own < 0)
+			return rlns_pushfail(L, errno, "open `%s`", what);
+		fd = own;
+	} else {
+		fd = rlns_checkfd(L, 1);
+		what = "fd";
+	}
+	if (setns(fd, nstype) < 0)
+		return rlns_pushfail(L, errno, "setns `%s`", what);
+	return rlns_pushtrue(L);
+}
+
+/***
+ * Open /proc/<pid>/ns/<name> (pid 0: this process).
+ * @function ns_open
+ * @treturn[1] Fd
+ */
+static int
+l_ns_open(lua_State *L)
+{
+	lua_Integer pid = luaL_checkinteger(L, 1);
+	const char *name = luaL_checkstring(L, 2);
+	char path[64];
+	int *fd;
+
+	rlns_checknargs(L, 2);
+	luaL_argcheck(L, pid >= 0 && pid <= 0x7fffffff, 1, "invalid pid");
+	if (pid == 0)
+		snprintf(path, sizeof path, "/proc/self/ns/%.16s", name);
+	else
+		snprintf(path, sizeof path, "/proc/%d/ns/%.16s", (int)pid, name);
+	fd = rlns_newfd(L);
+	*fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (*fd < 0)
+		return rlns_pushfail(L, errno, "open `%s`", path);
+	return 1;
+}
+
+/***
+ * Identity of a namespace: its nsfs inode number, comparable across
+ * processes (two fds or paths name the same namespace when equal).
+ * @function ns_id
+ * @tparam Fd|int|string ns
+ * @treturn[1] int inode
+ */
+static int
+l_ns_id(lua_State *L)
+{
+	struct stat st;
+	int r;
+
+	rlns_checknargs(L, 1);
+	if (lua_type(L, 1) == LUA_TSTRING)
+		r = stat(lua_tostring(L, 1), &st);
+	else
+		r = fstat(rlns_checkfd(L, 1), &st);
+	if (r < 0)
+		return rlns_pushfail(L, errno, "stat `%s`",
+				     lua_type(L, 1) == LUA_TSTRING ? lua_tostring(L, 1) : "fd");
+	lua_pushinteger(L, (lua_Integer)st.st_ino);
+	return 1;
+}
+
+/***
+ * Is @path a live namespace (an nsfs bind mount or a /proc ns file)?
+ * A plain file left behind by a crash or a dead holder answers false.
+ * @function nsfs
+ * @treturn[1] boolean
+ * @return[2] nil, message, errno (e.g. ENOENT)
+ */
+static int
+l_nsfs(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	struct statfs sfs;
+
+	rlns_checknargs(L, 1);
+	if (statfs(path, &sfs) < 0)
+		return rlns_pushfail(L, errno, "statfs `%s`", path);
+	lua_pushboolean(L, sfs.f_type == NSFS_MAGIC || sfs.f_type == PROC_SUPER_MAGIC);
+	return 1;
+}
+
+static const luaL_Reg ns_funcs[] = {
+	{"unshare", l_unshare},
+	{"setns", l_setns},
+	{"ns_open", l_ns_open},
+	{"ns_id", l_ns_id},
+	{"nsfs", l_nsfs},
+	{NULL, NULL},
+};
+
+#define RLNS_CONST(name) {#name, name}
+static const struct {
+	const char *name;
+	lua_Integer value;
+} ns_consts[] = {
+	RLNS_CONST(CLONE_NEWNET), RLNS_CONST(CLONE_NEWNS),     RLNS_CONST(CLONE_NEWUSER),
+	RLNS_CONST(CLONE_NEWUTS), RLNS_CONST(CLONE_NEWIPC),    RLNS_CONST(CLONE_NEWPID),
+#ifdef CLONE_NEWCGROUP
+	RLNS_CONST(CLONE_NEWCGROUP),
+#endif
+};
+
+void
+rlns_open_ns(lua_State *L)
+{
+	luaL_setfuncs(L, ns_funcs, 0);
+	for (size_t i = 0; i < sizeof ns_consts / sizeof ns_consts[0]; i++)
+		rlns_setintfield(L, ns_consts[i].name, ns_consts[i].value);
+}
