@@ -361,7 +361,43 @@ l_access(lua_State *L)
 	return rlns_pushtrue(L);
 }
 
+/***
+ * Names in a directory (without "." and ".."), in no particular order.
+ * @function listdir
+ * @treturn[1] table list of names
+ */
+static int
+l_listdir(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	struct dirent *de;
+	DIR *d;
+	int fd, i = 0;
+
+	rlns_checknargs(L, 1);
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return rlns_pushfail(L, errno, "list `%s`", path);
+	d = fdopendir(fd);
+	if (d == NULL) {
+		int err = errno;
+
+		close(fd);
+		return rlns_pushfail(L, err, "list `%s`", path);
+	}
+	lua_newtable(L);
+	while ((de = readdir(d)) != NULL) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		lua_pushstring(L, de->d_name);
+		lua_seti(L, -2, ++i);
+	}
+	closedir(d);
+	return 1;
+}
+
 static const luaL_Reg fs_funcs[] = {
+	{"listdir", l_listdir},
 	{"lstat", l_lstat},
 	{"mkdir", l_mkdir},
 	{"chmod", l_chmod},

@@ -3,7 +3,11 @@
  */
 #include "rlns.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -137,7 +141,83 @@ l_nsfs(lua_State *L)
 	return 1;
 }
 
+static int
+prefixlen(const struct sockaddr *mask)
+{
+	const unsigned char *b;
+	size_t n;
+	int bits = 0;
+
+	if (mask == NULL)
+		return 0;
+	if (mask->sa_family == AF_INET) {
+		b = (const unsigned char *)&((const struct sockaddr_in *)(const void *)mask)->sin_addr;
+		n = 4;
+	} else {
+		b = (const unsigned char *)&((const struct sockaddr_in6 *)(const void *)mask)->sin6_addr;
+		n = 16;
+	}
+	for (size_t i = 0; i < n; i++)
+		bits += __builtin_popcount(b[i]);
+	return bits;
+}
+
+/***
+ * Addresses of this process's network namespace (getifaddrs).
+ * @function getifaddrs
+ * @treturn[1] table list of {name, family ("inet"/"inet6"), address,
+ *   prefixlen, up, loopback, linklocal}
+ */
+static int
+l_getifaddrs(lua_State *L)
+{
+	struct ifaddrs *ifa, *it;
+	int i = 0;
+
+	rlns_checknargs(L, 0);
+	if (getifaddrs(&ifa) < 0)
+		return rlns_pushfail(L, errno, "getifaddrs");
+	lua_newtable(L);
+	for (it = ifa; it; it = it->ifa_next) {
+		char addr[INET6_ADDRSTRLEN];
+		int family = it->ifa_addr ? it->ifa_addr->sa_family : AF_UNSPEC;
+		int linklocal = 0;
+
+		if (family == AF_INET) {
+			const struct in_addr *a =
+				&((const struct sockaddr_in *)(const void *)it->ifa_addr)->sin_addr;
+			inet_ntop(AF_INET, a, addr, sizeof addr);
+			linklocal = (ntohl(a->s_addr) >> 16) == 0xa9fe;
+		} else if (family == AF_INET6) {
+			const struct in6_addr *a =
+				&((const struct sockaddr_in6 *)(const void *)it->ifa_addr)->sin6_addr;
+			inet_ntop(AF_INET6, a, addr, sizeof addr);
+			linklocal = IN6_IS_ADDR_LINKLOCAL(a);
+		} else {
+			continue;
+		}
+		lua_createtable(L, 0, 7);
+		lua_pushstring(L, it->ifa_name);
+		lua_setfield(L, -2, "name");
+		lua_pushstring(L, family == AF_INET ? "inet" : "inet6");
+		lua_setfield(L, -2, "family");
+		lua_pushstring(L, addr);
+		lua_setfield(L, -2, "address");
+		rlns_setintfield(L, "prefixlen", prefixlen(it->ifa_netmask));
+		lua_pushboolean(L, (it->ifa_flags & IFF_UP) != 0);
+		lua_setfield(L, -2, "up");
+		lua_pushboolean(L, (it->ifa_flags & IFF_LOOPBACK) != 0);
+		lua_setfield(L, -2, "loopback");
+		lua_pushboolean(L, linklocal);
+		lua_setfield(L, -2, "linklocal");
+		lua_seti(L, -2, ++i);
+	}
+	freeifaddrs(ifa);
+	return 1;
+}
+
 static const luaL_Reg ns_funcs[] = {
+	{"getifaddrs", l_getifaddrs},
 	{"unshare", l_unshare},
 	{"setns", l_setns},
 	{"ns_open", l_ns_open},

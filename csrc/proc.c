@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -233,7 +234,39 @@ rlns_reset_signals(void)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
+/***
+ * Monotonic clock in seconds (for timing steps, never for deciding).
+ * @function clock
+ */
+static int
+l_clock(lua_State *L)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+	return 1;
+}
+
+/***
+ * Sleep for @ms milliseconds.
+ * @function sleep
+ */
+static int
+l_sleep(lua_State *L)
+{
+	lua_Integer ms = luaL_checkinteger(L, 1);
+	struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
+
+	luaL_argcheck(L, ms >= 0, 1, "negative duration");
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+	return 0;
+}
+
 static const luaL_Reg proc_funcs[] = {
+	{"clock", l_clock},
+	{"sleep", l_sleep},
 	{"starttime", l_starttime},
 	{"alive", l_alive},
 	{"kill", l_kill},

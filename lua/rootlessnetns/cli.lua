@@ -1,0 +1,260 @@
+--- The rootlessnetns command line.  The only place that turns errors into
+-- stderr text and exit statuses:
+--   125  an error of ours (usage included)
+--   126  the command could not be executed
+--   127  the command was not found
+--   N    the command's own status; 128+N when it was killed by signal N
+local core = require "rootlessnetns"
+local cjson = require "cjson.safe"
+local log = require "rootlessnetns.log"
+
+local M = {}
+
+M.EXIT_OURS, M.EXIT_CANNOT_EXEC, M.EXIT_NOT_FOUND = 125, 126, 127
+
+local COMMANDS_WITH_TAIL = { run = true, setup = true, teardown = true }
+
+local function die(msg)
+  io.stderr:write("rootlessnetns: ", msg, "\n")
+  return M.EXIT_OURS
+end
+
+local function build_parser()
+  local argparse = require "argparse"
+  local parser = argparse("rootlessnetns",
+    "A persistent rootless network namespace: run commands inside it, set it up, tear it down.")
+    :epilog("Exit status: 125 for our errors, 126/127 when the command cannot be run or found,\n"
+      .. "else the command's own (128+N on signal N). See rootlessnetns(1).")
+  parser:option("--config", "Read the configuration from FILE.", nil):argname("FILE")
+  parser:option("--backend", "Backend: auto, pasta, slirp4netns or a Lua module.", nil):argname("NAME")
+  parser:option("--log-level", "error, warn, info or debug.", nil):argname("LEVEL")
+  parser:flag("--version", "Print the version and exit.")
+  parser:command_target("command")
+  parser:require_command(false)
+
+  local run = parser:command("run", "Run CMD inside (default: $SHELL); the exit status is CMD's.")
+  run:usage("Usage: rootlessnetns run [-h] [--] [CMD [ARG...]]")
+  local setup = parser:command("setup", "Create if needed, run CMD inside, count N more users.")
+  setup:option("--nets", "How many users to count.", "1"):argname("N")
+  setup:usage("Usage: rootlessnetns setup [-h] [--nets N] [-- CMD [ARG...]]")
+  local teardown = parser:command("teardown", "Run CMD inside, count N fewer users, clean up at zero.")
+  teardown:option("--nets", "How many users to uncount.", "1"):argname("N")
+  teardown:usage("Usage: rootlessnetns teardown [-h] [--nets N] [-- CMD [ARG...]]")
+  parser:command("info", "Addresses, DNS forwarders, map-guest addresses, backend and pids.")
+    :flag("--json", "Print JSON.")
+  parser:command("status", "Is it up; holder, backend and references; paths.")
+    :flag("--json", "Print JSON.")
+  parser:command("cleanup", "Remove the namespace whatever the count, and stop the holder.")
+  parser:command("doctor", "Check this host: user namespaces, subordinate ids, helpers, /dev/net/tun, backends.")
+    :flag("--json", "Print JSON.")
+  return parser
+end
+
+--- Split argv into what the parser sees and the command to run inside:
+-- run's command starts at `--` or at its first non-option word; setup's
+-- and teardown's only after `--`.
+function M.split(args)
+  local head, tail = {}, nil
+  local i, sub = 1, nil
+  local takes_value = { ["--config"] = true, ["--backend"] = true, ["--log-level"] = true, ["--nets"] = true }
+  while i <= #args do
+    local a = args[i]
+    if tail then
+      tail[#tail + 1] = a
+    elseif a == "--" and sub and COMMANDS_WITH_TAIL[sub] then
+      tail = {}
+    elseif sub == "run" and a:sub(1, 1) ~= "-" then
+      tail = { a }
+    else
+      head[#head + 1] = a
+      if takes_value[a] and args[i + 1] then
+        i = i + 1
+        head[#head + 1] = args[i]
+      elseif not sub and a:sub(1, 1) ~= "-" then
+        sub = a
+      end
+    end
+    i = i + 1
+  end
+  return head, tail
+end
+
+local function status_code(how, code)
+  if how == "signaled" then return 128 + code end
+  return code
+end
+
+local function command_failure(msg, code, stage)
+  if stage == "exec" then
+    io.stderr:write("rootlessnetns: ", msg, "\n")
+    return code == core.errno.ENOENT and M.EXIT_NOT_FOUND or M.EXIT_CANNOT_EXEC
+  end
+  return die(msg)
+end
+
+local function print_json(value)
+  io.stdout:write(cjson.encode(value), "\n")
+end
+
+local function list(v)
+  if type(v) ~= "table" or #v == 0 then return "-" end
+  return table.concat(v, ", ")
+end
+
+local function print_rows(rows)
+  local width = 0
+  for _, r in ipairs(rows) do width = math.max(width, #r[1]) end
+  for _, r in ipairs(rows) do
+    io.stdout:write(("%-" .. width .. "s  %s\n"):format(r[1], r[2]))
+  end
+end
+
+local function pid_text(pid, alive)
+  if pid == nil or pid == cjson.null then return "-" end
+  return ("%d%s"):format(pid, alive == false and " (dead)" or "")
+end
+
+local function parse_nets(text)
+  local n = math.tointeger(tonumber(text))
+  if not n or not tostring(text):match("^%d+$") or n < 1 or n > 65535 then
+    return nil, ("--nets: expected an integer from 1 to 65535, got %q"):format(tostring(text))
+  end
+  return n
+end
+
+local handlers = {}
+
+function handlers.run(ns, _, tail, getenv)
+  local cmd = tail
+  if not cmd or #cmd == 0 then
+    local shell = getenv("SHELL")
+    if not shell or shell == "" then return die("no command given and $SHELL is not set") end
+    cmd = { shell }
+  end
+  local signals <close> = core.block_signals { core.SIGINT, core.SIGTERM, core.SIGHUP }
+  local how, code, ecode, stage = ns:run(cmd, { signals = signals })
+  if not how then return command_failure(code, ecode, stage) end
+  return status_code(how, code)
+end
+
+local function nets_command(method)
+  return function(ns, opts, tail)
+    local n, err = parse_nets(opts.nets)
+    if not n then return die(err) end
+    local ok, msg, code, stage, how, status = ns[method](ns, n, tail)
+    if ok then return 0 end
+    if stage == "command" then
+      io.stderr:write("rootlessnetns: ", method, ": ", msg, "\n")
+      return how and status_code(how, status) or M.EXIT_OURS
+    end
+    return command_failure(msg, code, stage)
+  end
+end
+handlers.setup = nets_command("setup")
+handlers.teardown = nets_command("teardown")
+
+function handlers.info(ns, opts)
+  local info, err = ns:info()
+  if not info then return die(err) end
+  if opts.json then
+    print_json(info)
+  else
+    print_rows {
+      { "backend", ("%s (pid %s)"):format(tostring(info.backend), pid_text(info.backend_pid)) },
+      { "addresses", list(info.IPAddresses) },
+      { "dns forwarders", list(info.DnsForwardIps) },
+      { "map-guest addresses", list(info.MapGuestIps) },
+      { "holder", "pid " .. pid_text(info.holder_pid) },
+      { "references", ("nets %d, runs %d"):format(info.refs.nets, info.refs.runs) },
+    }
+  end
+  return 0
+end
+
+function handlers.status(ns, opts)
+  local st, err = ns:status()
+  if not st then return die(err) end
+  if opts.json then
+    print_json(st)
+  else
+    local backend = st.backend.name ~= cjson.null and st.backend.name or "-"
+    print_rows {
+      { "state", st.up and "up" or "down" },
+      { "netns", st.netns and st.pin or "-" },
+      { "backend", ("%s (pid %s)"):format(backend, pid_text(st.backend.pid, st.backend.alive)) },
+      { "holder", "pid " .. pid_text(st.holder.pid, st.holder.alive) },
+      { "references", ("nets %d, runs %d"):format(st.refs.nets, st.refs.runs) },
+      { "state dir", st.state_dir },
+    }
+  end
+  return 0
+end
+
+function handlers.cleanup(ns)
+  local ok, err = ns:cleanup { holder = true }
+  if not ok then return die(err) end
+  return 0
+end
+
+function handlers.doctor(_, opts, _, getenv)
+  local doctor = require "rootlessnetns.doctor"
+  local results = doctor.run { getenv = getenv }
+  if opts.json then
+    print_json { checks = results, ok = not doctor.failed(results) }
+  else
+    for _, r in ipairs(results) do
+      io.stdout:write(("%-4s  %-28s %s\n"):format(r.status, r.name, r.detail or ""))
+      if r.fix and r.status ~= "ok" then io.stdout:write(("      %-28s fix: %s\n"):format("", r.fix)) end
+    end
+  end
+  return doctor.failed(results) and 1 or 0
+end
+
+local function main(args, getenv)
+  local head, tail = M.split(args)
+  local parser = build_parser()
+  local ok, opts = parser:pparse(head)
+  if not ok then return die(opts .. " (see rootlessnetns --help)") end
+  if opts.version then
+    io.stdout:write("rootlessnetns ", core._VERSION, "\n")
+    return 0
+  end
+  if not opts.command then
+    io.stdout:write(parser:get_help(), "\n")
+    return M.EXIT_OURS
+  end
+  if tail and not COMMANDS_WITH_TAIL[opts.command] then
+    return die(("`%s` takes no command"):format(opts.command))
+  end
+  local level = opts.log_level or getenv("ROOTLESSNETNS_LOG_LEVEL")
+  if level then
+    local lok, lerr = log.set_level(level)
+    if not lok then return die(lerr) end
+  end
+  local nsopts = { getenv = getenv, config = opts.config }
+  if opts.backend then nsopts.backend = opts.backend end
+  if not opts.config then
+    local path, explicit = require("rootlessnetns.config").locate(nil, getenv)
+    if path and not explicit then nsopts.config = path end
+  end
+  local netns = require "rootlessnetns.netns"
+  local ns, err = netns.new(nsopts)
+  if not ns then return die(err) end
+  if not opts.log_level and ns.cfg.log_level then log.set_level(ns.cfg.log_level) end
+  return handlers[opts.command](ns, opts, tail, getenv)
+end
+
+--- Entry point: never raises, never prints a traceback (unless debugging).
+-- @treturn int exit status
+function M.main(args, getenv)
+  getenv = getenv or os.getenv
+  local ok, code = xpcall(main, function(e)
+    if log.enabled("debug") then return debug.traceback(tostring(e), 2) end
+    return tostring(e)
+  end, args, getenv)
+  if not ok then return die("internal error: " .. tostring(code)) end
+  io.stdout:flush()
+  return code
+end
+
+return M

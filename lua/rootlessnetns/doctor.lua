@@ -1,0 +1,144 @@
+--- doctor: is this host able to give an unprivileged user a rootless netns?
+-- Each check answers ok, warn or fail, with the exact fix.
+local core = require "rootlessnetns"
+local child = require "rootlessnetns.child"
+local holder = require "rootlessnetns.holder"
+local state = require "rootlessnetns.state"
+
+-- (Lua has no octal literals)
+local SETUID_BIT = tonumber("4000", 8)
+local M = {}
+
+local function read(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function num(path)
+  local s = read(path)
+  return s and tonumber(s:match("%-?%d+"))
+end
+
+--- Run every check.
+-- @tparam table env {getenv, uid, gid, user, root (path prefix for specs)}
+-- @treturn table list of {name, status = "ok"|"warn"|"fail", detail, fix}
+function M.run(env)
+  local getenv = env.getenv or os.getenv
+  local root = env.root or ""
+  local uid, gid = env.uid, env.gid
+  if not uid then uid, gid = core.getuid() end
+  local results = {}
+  local function add(name, status, detail, fix)
+    results[#results + 1] = { name = name, status = status, detail = detail, fix = fix }
+  end
+
+  -- user namespaces
+  local max = num(root .. "/proc/sys/user/max_user_namespaces")
+  local clone = num(root .. "/proc/sys/kernel/unprivileged_userns_clone")
+  local apparmor = num(root .. "/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
+  if max == 0 then
+    add("user namespaces", "fail", "user.max_user_namespaces is 0",
+      "sysctl -w user.max_user_namespaces=15000 (and persist it in /etc/sysctl.d/)")
+  elseif clone == 0 then
+    add("user namespaces", "fail", "kernel.unprivileged_userns_clone is 0",
+      "sysctl -w kernel.unprivileged_userns_clone=1 (and persist it in /etc/sysctl.d/)")
+  else
+    add("user namespaces", "ok", ("enabled (max_user_namespaces %s)"):format(tostring(max or "unknown")))
+  end
+  if apparmor == 1 then
+    add("apparmor userns restriction", "warn",
+      "kernel.apparmor_restrict_unprivileged_userns is 1: unconfined programs may not mount in user namespaces",
+      "install an AppArmor profile with `userns,` for lua5.4, or sysctl -w kernel.apparmor_restrict_unprivileged_userns=0")
+  end
+
+  -- subordinate ids
+  local user = env.user or getenv("USER") or tostring(uid)
+  local subuid = holder.parse_subids(read(root .. "/etc/subuid"), user, uid)
+  local subgid = holder.parse_subids(read(root .. "/etc/subgid"), user, uid)
+  if #subuid > 0 and #subgid > 0 then
+    local n = 0
+    for _, r in ipairs(subuid) do n = n + r.count end
+    add("subordinate ids", "ok", ("%d uids from /etc/subuid, %d gid ranges from /etc/subgid"):format(n, #subgid))
+  else
+    add("subordinate ids", "warn", ("no ranges for %s in /etc/subuid and /etc/subgid: only uid 0 will exist inside"):format(user),
+      ("usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s"):format(user))
+  end
+
+  -- newuidmap / newgidmap
+  for _, tool in ipairs { "newuidmap", "newgidmap" } do
+    local path = child.which(tool, getenv)
+    if not path then
+      add(tool, #subuid > 0 and "fail" or "warn", tool .. " not found", "apt-get install uidmap")
+    else
+      local st = core.lstat(path)
+      local real = st and st.type == "link" and core.readlink(path) or nil
+      st = real and core.lstat(real:sub(1, 1) == "/" and real or (path:match("^(.*)/") .. "/" .. real)) or st
+      local setuid = st and st.uid == 0 and (st.mode & SETUID_BIT) ~= 0
+      if setuid then
+        add(tool, "ok", path .. " (setuid root)")
+      else
+        add(tool, "warn", path .. " is not setuid root (file capabilities may still work)",
+          ("chmod u+s %s, or setcap cap_setuid+ep %s"):format(path, path))
+      end
+    end
+  end
+
+  -- /dev/net/tun
+  local tun = root .. "/dev/net/tun"
+  if not core.lstat(tun) then
+    add("/dev/net/tun", "fail", "missing", "modprobe tun (in a container: pass the device through)")
+  elseif not core.access(tun, "rw") then
+    add("/dev/net/tun", "fail", "not readable and writable by this user",
+      "chmod 0666 /dev/net/tun (the usual mode), or setfacl -m u:" .. user .. ":rw /dev/net/tun")
+  else
+    add("/dev/net/tun", "ok", "read/write")
+  end
+
+  -- backends
+  local pasta = require "rootlessnetns.backend.pasta"
+  local slirp = require "rootlessnetns.backend.slirp4netns"
+  local cfg = require("rootlessnetns.config").defaults()
+  local ppath, spath = pasta.binary(cfg), slirp.binary(cfg)
+  if ppath then
+    if pasta.modern(ppath) then
+      add("pasta", "ok", ppath .. " (with --map-guest-addr)")
+    else
+      add("pasta", "warn", ppath .. " is a release before 2024-08-21: no --map-guest-addr, and TCP from the namespace to the host stalls after about a second",
+        "backend = auto picks slirp4netns when it is installed; or install a newer passt")
+    end
+  else
+    add("pasta", spath and "warn" or "fail", "not found", "apt-get install passt")
+  end
+  if spath then
+    local f = slirp.features(spath)
+    if f and f["--enable-sandbox"] and f["--disable-host-loopback"] and f["--enable-ipv6"] then
+      add("slirp4netns", "ok", spath)
+    else
+      add("slirp4netns", "warn", spath .. " lacks some flags podman uses", "install slirp4netns 1.1 or later")
+    end
+  else
+    add("slirp4netns", ppath and "warn" or "fail", "not found", "apt-get install slirp4netns")
+  end
+
+  -- runtime dir
+  local dir, err = state.runtime_dir(getenv, uid)
+  if dir then
+    add("XDG_RUNTIME_DIR", "ok", dir)
+  else
+    add("XDG_RUNTIME_DIR", "fail", err, "export XDG_RUNTIME_DIR to a directory you own with mode 0700")
+  end
+  return results
+end
+
+--- Did any check fail?
+function M.failed(results)
+  for _, r in ipairs(results) do
+    if r.status == "fail" then return true end
+  end
+  return false
+end
+
+return M

@@ -1,0 +1,237 @@
+--- The holder: the user + mount namespace the netns pin lives in.
+--
+-- Every command joins it (setns user, then mount: Lua is single threaded,
+-- which setns(CLONE_NEWUSER) requires) or creates it.  Joining changes the
+-- calling process's user and mount namespaces, as podman's commands do;
+-- its network namespace never changes.
+local core = require "rootlessnetns"
+local log = require "rootlessnetns.log"
+local state = require "rootlessnetns.state"
+
+local M = {}
+
+local errno = core.errno
+
+--- Parse /etc/subuid-style text: ranges for @user (name or numeric id).
+function M.parse_subids(text, user, id)
+  local ranges = {}
+  for line in (text or ""):gmatch("[^\n]+") do
+    local name, start, count = line:match("^%s*([^:#%s][^:]*):(%d+):(%d+)%s*$")
+    if name and (name == user or name == tostring(id)) then
+      ranges[#ranges + 1] = { start = math.tointeger(tonumber(start)), count = math.tointeger(tonumber(count)) }
+    end
+  end
+  table.sort(ranges, function(a, b) return a.start < b.start end)
+  return ranges
+end
+
+--- newuidmap/newgidmap arguments: 0 -> own id, then the ranges from 1 on.
+function M.map_args(pid, own, ranges)
+  local args = { tostring(pid), "0", tostring(own), "1" }
+  local next_id = 1
+  for _, r in ipairs(ranges) do
+    if own >= r.start and own < r.start + r.count then
+      return nil, ("subordinate range %d:%d includes the user's own id %d"):format(r.start, r.count, own)
+    end
+    args[#args + 1] = tostring(next_id)
+    args[#args + 1] = tostring(r.start)
+    args[#args + 1] = tostring(r.count)
+    next_id = next_id + r.count
+  end
+  return args
+end
+
+local function user_name(uid, getenv)
+  local passwd = io.open("/etc/passwd", "r")
+  if passwd then
+    for line in passwd:lines() do
+      local name, id = line:match("^([^:]*):[^:]*:(%d+):")
+      if id and tonumber(id) == uid then
+        passwd:close()
+        return name
+      end
+    end
+    passwd:close()
+  end
+  return getenv("USER")
+end
+
+local function read_text(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
+local function run_helper(argv)
+  local r, w = core.pipe()
+  local proc, err = core.spawn { argv = argv, fds = { [0] = false, [1] = w, [2] = w } }
+  w:close()
+  if not proc then
+    r:close()
+    return nil, err
+  end
+  local output = r:readall(10000) or ""
+  r:close()
+  local how, code = proc:wait()
+  if how ~= "exited" or code ~= 0 then
+    output = output:gsub("%s+$", "")
+    return nil, ("%s failed: %s"):format(argv[1], output ~= "" and output or (how .. " " .. tostring(code)))
+  end
+  return true
+end
+
+--- Write the id maps of a fresh holder.
+local function write_maps(pid, ids, ctx)
+  local uid_ranges = M.parse_subids(read_text(ctx.subuid or "/etc/subuid"), ids.name, ids.uid)
+  local gid_ranges = M.parse_subids(read_text(ctx.subgid or "/etc/subgid"), ids.name, ids.uid)
+  if #uid_ranges > 0 and #gid_ranges > 0 then
+    local uargs, uerr = M.map_args(pid, ids.uid, uid_ranges)
+    if not uargs then return nil, uerr end
+    local gargs, gerr = M.map_args(pid, ids.gid, gid_ranges)
+    if not gargs then return nil, gerr end
+    table.insert(uargs, 1, "newuidmap")
+    table.insert(gargs, 1, "newgidmap")
+    local ok, err = run_helper(uargs)
+    if ok then ok, err = run_helper(gargs) end
+    if not ok then
+      return nil, err .. " (is the uidmap package installed, with newuidmap setuid root?)"
+    end
+    return true
+  end
+  log.warn("no subordinate id ranges for user %s in /etc/subuid and /etc/subgid; using a single mapping (only uid/gid 0 exist inside)", ids.name or ids.uid)
+  local ok, err = core.write_idmap(pid, "setgroups", "deny")
+  if ok then ok, err = core.write_idmap(pid, "uid_map", ("0 %d 1\n"):format(ids.uid)) end
+  if ok then ok, err = core.write_idmap(pid, "gid_map", ("0 %d 1\n"):format(ids.gid)) end
+  return ok, err
+end
+
+local function userns_hint(err, code)
+  if code == errno.EPERM or code == errno.ENOSPC or code == errno.EUSERS or code == errno.EINVAL then
+    return err .. " (are unprivileged user namespaces enabled? check sysctl user.max_user_namespaces"
+      .. " and kernel.unprivileged_userns_clone; on Ubuntu, kernel.apparmor_restrict_unprivileged_userns)"
+  end
+  return err
+end
+
+--- Join the user and mount namespaces of @pid (verified by start time).
+function M.join(pid, starttime)
+  local proc, err = core.process(pid)
+  if not proc then return nil, err end
+  if starttime then
+    local st = core.starttime(pid)
+    if st ~= starttime then
+      proc:close()
+      return nil, ("holder %d is gone"):format(pid), errno.ESRCH
+    end
+  end
+  local cwd = core.getcwd()
+  local ok, serr, code = core.setns(proc:fileno(), core.CLONE_NEWUSER | core.CLONE_NEWNS)
+  proc:close()
+  if not ok then return nil, ("join holder %d: %s"):format(pid, serr), code end
+  -- setns(CLONE_NEWNS) moved us to the namespace's root; go back by path.
+  if cwd then core.chdir(cwd) end
+  return true
+end
+
+--- Create a holder and record it.  Called with the state lock held.
+function M.create(p, ids, ctx)
+  local pid, ctl, code
+  pid, ctl, code = core.holder_start("rlns-holder")
+  if not pid then return nil, userns_hint("create the holder: " .. ctl, code) end
+  core.fault_point("holder-created")
+  local ok, err = write_maps(pid, ids, ctx)
+  if ok then ok, err = core.holder_release(ctl) end
+  ctl:close()
+  local starttime = ok and core.starttime(pid)
+  if not starttime then
+    core.kill(pid, core.starttime(pid) or 0, core.SIGKILL)
+    local proc = core.process(pid)
+    if proc then proc:wait(1000) end
+    return nil, "create the holder: " .. tostring(err or "holder exited")
+  end
+  ok, err = state.write_json(p.holder, { pid = pid, starttime = starttime })
+  if not ok then
+    core.kill(pid, starttime, core.SIGKILL)
+    return nil, err
+  end
+  core.fault_point("holder-recorded")
+  return { pid = pid, starttime = starttime }
+end
+
+--- The recorded holder, if it is still alive.
+-- @treturn table|nil {pid, starttime}
+-- @treturn string|nil a warning about a damaged holder.json
+function M.recorded(p)
+  local rec, err = state.read_json(p.holder)
+  if rec and state.valid_identity(rec) and core.alive(rec.pid, rec.starttime) then
+    return rec
+  end
+  if rec and not state.valid_identity(rec) then
+    err = ("`%s`: not a holder record; replacing it"):format(p.holder)
+  end
+  return nil, err
+end
+
+--- Is this process root of a user namespace other than the initial one?
+function M.in_child_userns()
+  local text = read_text("/proc/self/uid_map") or ""
+  local inside, outside, count = text:match("^%s*(%d+)%s+(%d+)%s+(%d+)")
+  if not inside then return false end
+  local initial = inside == "0" and outside == "0" and count == "4294967295"
+  return not initial and core.getuid() == 0
+end
+
+local function podman_pause(runtime_dir)
+  local text = read_text(runtime_dir .. "/libpod/tmp/pause.pid")
+  local pid = text and math.tointeger(tonumber(text:match("%d+")))
+  if not pid then
+    return nil, ("podman's pause process is not running (no `%s/libpod/tmp/pause.pid`; run `podman unshare true` first)")
+      :format(runtime_dir)
+  end
+  return pid
+end
+
+--- Make this process live in the holder's namespaces, per config `userns`.
+-- Called with the state lock held.
+-- @treturn[1] table {mode, pid, starttime, created}
+function M.ensure(p, ids, cfg, ctx)
+  local mode = cfg.userns
+  if mode == "auto" and M.in_child_userns() then mode = "current" end
+  if mode == "current" then
+    return { mode = "current" }
+  end
+  if mode == "podman" then
+    local pid, err = podman_pause(ctx.runtime_dir)
+    if not pid then return nil, err end
+    local ok, jerr = M.join(pid)
+    if not ok then return nil, jerr end
+    return { mode = "podman", pid = pid }
+  end
+  local rec, warning = M.recorded(p)
+  if warning then log.warn("%s", warning) end
+  local created = false
+  if not rec then
+    local err
+    rec, err = M.create(p, ids, ctx)
+    if not rec then return nil, err end
+    created = true
+  end
+  local ok, err = M.join(rec.pid, rec.starttime)
+  if not ok then return nil, err end
+  return { mode = "own", pid = rec.pid, starttime = rec.starttime, created = created }
+end
+
+--- Stop our holder (identity checked) and forget it.
+function M.stop(p)
+  local rec = state.read_json(p.holder)
+  if rec and state.valid_identity(rec) then
+    core.kill(rec.pid, rec.starttime, core.SIGKILL)
+  end
+  local ok, err, code = core.unlink(p.holder)
+  if not ok and code ~= errno.ENOENT then return nil, err end
+  return true
+end
+
+return M

@@ -1,0 +1,619 @@
+--- The rootless network namespace: setup, teardown, run, info, status,
+-- cleanup.  This is the flow of podman's rootless netns, with references
+-- that are records of live processes, backend identity by pid + start
+-- time, and recovery from every crash point.
+--
+--   local netns = require "rootlessnetns.netns"
+--   local ns = assert(netns.new { backend = "slirp4netns" })
+--   local how, code = ns:run { "ip", "addr" }
+--
+-- Every method returns its result, or nil, message[, errno].  The calling
+-- process joins the holder's user and mount namespaces on first use, as
+-- podman's commands do; its network namespace never changes.
+local core = require "rootlessnetns"
+local cjson = require "cjson.safe"
+local backends = require "rootlessnetns.backends"
+local child = require "rootlessnetns.child"
+local config = require "rootlessnetns.config"
+local holder = require "rootlessnetns.holder"
+local log = require "rootlessnetns.log"
+local mounts = require "rootlessnetns.mounts"
+local resolvconf = require "rootlessnetns.resolvconf"
+local state = require "rootlessnetns.state"
+
+-- (Lua has no octal literals)
+local PRIVATE_FILE = tonumber("600", 8)
+local PUBLIC_FILE = tonumber("644", 8)
+local M = {}
+
+local Netns = {}
+Netns.__index = Netns
+M.Netns = Netns
+
+local errno = core.errno
+
+-- Which holder this process has joined (setns into the same user
+-- namespace twice fails, and once in, we stay in).
+local joined
+
+--- Create a handle.  Nothing is touched on disk until a method runs.
+-- @tparam[opt] table opts configuration keys (see the README), plus
+--   `config` (a path to load first) and `getenv` (for tests)
+-- @treturn[1] Netns
+-- @return[2] nil, message
+function M.new(opts)
+  opts = opts or {}
+  local overrides, cfg = {}, nil
+  for k, v in pairs(opts) do
+    if k ~= "config" and k ~= "getenv" then overrides[k] = v end
+  end
+  if opts.config then
+    local err
+    cfg, err = config.load(opts.config)
+    if not cfg then return nil, err end
+  end
+  local err
+  cfg, err = config.validate(overrides, cfg)
+  if not cfg then return nil, "options: " .. err end
+  return setmetatable({ cfg = cfg, getenv = opts.getenv or os.getenv }, Netns)
+end
+
+--- Resolve and check the state directory (before joining anything, so the
+-- ownership checks see real ids).
+function Netns:_open()
+  if self.paths then return true end
+  local uid, gid = core.getuid()
+  self.ids = { uid = uid, gid = gid }
+  local runtime_dir, err = state.runtime_dir(self.getenv, uid)
+  if not runtime_dir then return nil, err end
+  self.runtime_dir = runtime_dir
+  local base = self.cfg.state_dir or (runtime_dir .. "/rootlessnetns")
+  local ok, perr = state.prepare_base(base, uid)
+  if not ok then return nil, perr end
+  self.paths = state.paths(base)
+  return true
+end
+
+function Netns:_lock(mode)
+  local lock, err = core.flock(self.paths.lock, mode or "ex")
+  if not lock then return nil, err end
+  return lock
+end
+
+--- Join (or create) the holder.  Lock held.
+function Netns:_enter_holder(may_create)
+  if joined and joined.mode ~= "own" then return joined end
+  if joined and joined.mode == "own" then
+    if core.alive(joined.pid, joined.starttime) then return joined end
+    return nil, "the holder this process joined has died; start a new process"
+  end
+  if not may_create and self.cfg.userns == "auto" and not holder.in_child_userns() then
+    if not holder.recorded(self.paths) then return false end
+  end
+  if not self.ids.name then
+    local passwd = io.open("/etc/passwd", "r")
+    if passwd then
+      for line in passwd:lines() do
+        local name, id = line:match("^([^:]*):[^:]*:(%d+):")
+        if id and tonumber(id) == self.ids.uid then self.ids.name = name break end
+      end
+      passwd:close()
+    end
+  end
+  local h, err = holder.ensure(self.paths, self.ids, self.cfg, { runtime_dir = self.runtime_dir })
+  if not h then return nil, err end
+  joined = h
+  return h
+end
+
+local function backend_alive(rec)
+  return state.valid_identity(rec) and core.alive(rec.pid, rec.starttime)
+end
+
+--- Does /proc/<pid>/cmdline mention @needle?  (For strays we never recorded.)
+local function cmdline_mentions(pid, needle)
+  local text = core.readfile(("/proc/%d/cmdline"):format(pid), 65536)
+  return text ~= nil and text:find(needle, 1, true) ~= nil
+end
+
+--- Stop the backend: the recorded one (identity checked) and a stray that
+-- a crash left unrecorded (its pid file names it and its command line
+-- names our pin).  Never waits for it to exit.
+function Netns:_stop_backend()
+  local p = self.paths
+  local rec = state.read_json(p.backend)
+  if rec and state.valid_identity(rec) then
+    core.kill(rec.pid, rec.starttime, core.SIGTERM)
+  end
+  local text = core.readfile(p.pidfile, 64)
+  local pid = text and math.tointeger(tonumber(text:match("^%s*(%d+)%s*$") or ""))
+  if pid and pid > 0 and not (rec and rec.pid == pid) and cmdline_mentions(pid, p.pin) then
+    local st = core.starttime(pid)
+    if st then core.kill(pid, st, core.SIGTERM) end
+  end
+end
+
+--- Remove everything but the lock and the holder: unmount the pin, stop
+-- the backend, remove the directory.  Idempotent; errors are collected.
+function Netns:_cleanup()
+  local p = self.paths
+  local problems = {}
+  core.fault_point("cleanup-start")
+  local ok, err = core.netns_unmount(p.pin, 5000)
+  if not ok then problems[#problems + 1] = err end
+  core.fault_point("cleanup-unmounted")
+  self:_stop_backend()
+  core.fault_point("cleanup-backend-stopped")
+  ok, err = core.rmtree(p.dir)
+  if not ok then problems[#problems + 1] = err end
+  if #problems > 0 then return nil, "cleanup: " .. table.concat(problems, "; ") end
+  log.debug("cleaned up `%s`", p.dir)
+  return true
+end
+
+local function read_host_file(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
+local function info_for_json(info)
+  local out = {}
+  for _, key in ipairs { "IPAddresses", "DnsForwardIps", "MapGuestIps" } do
+    local v = info and info[key]
+    out[key] = (type(v) == "table" and #v > 0) and v or cjson.null
+  end
+  return out
+end
+
+--- Start the backend into the pinned netns and record it.  Lock held.
+function Netns:_start_backend(created)
+  local p, cfg = self.paths, self.cfg
+  local backend, berr = backends.resolve(cfg)
+  local res, err
+  if backend then
+    local t0 = core.clock()
+    res, err = backend.start {
+      cfg = cfg, paths = p, core = core, log = log, in_netns = child.in_netns,
+    }
+    log.debug("%s started in %.1f ms", backend.name, (core.clock() - t0) * 1000)
+  else
+    err = berr
+  end
+  if res and not state.valid_identity(res) then
+    err = ("backend %s returned no pid/starttime"):format(backend.name)
+    res = nil
+  end
+  if not res then
+    -- Leave nothing that looks usable: no pin, no records.
+    core.netns_unmount(p.pin, 5000)
+    for _, f in ipairs { p.backend, p.info, p.pidfile } do core.unlink(f) end
+    if created then core.rmtree(p.dir) end
+    return nil, ("rootless netns: start %s: %s"):format(backend and backend.name or "backend", err)
+  end
+  core.writefile(p.pidfile, tostring(res.pid), PRIVATE_FILE)
+  local text = resolvconf.generate {
+    host = read_host_file("/etc/resolv.conf") or "",
+    read = read_host_file,
+    nameservers = res.nameservers,
+    ipv6 = res.ipv6,
+  }
+  if cfg.resolv_conf then
+    local ok, out = pcall(cfg.resolv_conf, text, { nameservers = res.nameservers, ipv6 = res.ipv6 })
+    if not ok or type(out) ~= "string" then
+      core.kill(res.pid, res.starttime, core.SIGTERM)
+      core.netns_unmount(p.pin, 5000)
+      return nil, "config resolv_conf hook: " .. (ok and "must return a string" or tostring(out))
+    end
+    text = out
+  end
+  local ok, werr = core.writefile(p.resolv, text, PUBLIC_FILE)
+  if ok then ok, werr = state.write_json(p.info, info_for_json(res.info)) end
+  if ok then
+    ok, werr = state.write_json(p.backend, {
+      name = backend.name, pid = res.pid, starttime = res.starttime, argv = res.argv,
+    })
+  end
+  if not ok then
+    core.kill(res.pid, res.starttime, core.SIGTERM)
+    core.netns_unmount(p.pin, 5000)
+    return nil, werr
+  end
+  core.fault_point("backend-recorded")
+  return { created = created, backend = backend.name, pid = res.pid, info = res.info }
+end
+
+--- Reuse a live namespace, repair a broken one, or create it.  Lock held.
+function Netns:_get_or_create(h)
+  local p = self.paths
+  local is_ns, nerr, code = core.nsfs(p.pin)
+  if is_ns then
+    local rec, rerr = state.read_json(p.backend)
+    if backend_alive(rec) then
+      return { created = false, backend = rec.name, pid = rec.pid, info = state.read_json(p.info) }
+    end
+    if rerr then log.warn("%s", rerr) end
+    log.warn("the %s backend%s is gone; restarting it in the same namespace",
+      rec and tostring(rec.name) or "network", rec and rec.pid and (" (pid " .. tostring(rec.pid) .. ")") or "")
+    self:_stop_backend()
+    return self:_start_backend(false)
+  end
+  if is_ns == false then
+    -- A plain file: a create killed before its bind mount, or a holder
+    -- that died and took the mount with it.
+    if h and h.created then
+      log.warn("the previous holder died; processes still inside the old namespace keep the old network")
+    else
+      log.warn("`%s` is not a live namespace (left by an interrupted command); recreating it", p.pin)
+    end
+    local ok, err = self:_cleanup()
+    if not ok then return nil, err end
+  elseif code ~= errno.ENOENT then
+    return nil, ("check `%s`: %s"):format(p.pin, tostring(nerr))
+  end
+  local ok, err = state.prepare_dir(p)
+  if not ok then return nil, err end
+  core.fault_point("netns-before-create")
+  ok, err = core.netns_create(p.pin)
+  if not ok then return nil, "rootless netns: " .. err end
+  core.fault_point("netns-created")
+  log.debug("created netns `%s`", p.pin)
+  return self:_start_backend(true)
+end
+
+--- Count of users: nets from setup/teardown plus live `run` processes.
+function Netns:_users()
+  local n, warning = state.read_count(self.paths.refcount)
+  if warning then
+    log.warn("%s", warning)
+    state.write_count(self.paths.refcount, n)
+  end
+  return n + state.live_refs(self.paths), n
+end
+
+--- The mount plan for commands, after the config's hook.
+function Netns:_plan()
+  local p = self.paths
+  local target, terr = mounts.resolve_target("/etc/resolv.conf")
+  if not target then log.debug("no resolv.conf bind: %s", terr) end
+  local ctx = {
+    dir = p.dir,
+    runtime_dir = self.runtime_dir,
+    resolv_source = p.resolv,
+    resolv_target = target,
+    systemd_run = core.lstat("/run/systemd") ~= nil,
+    cni = self.cfg.cni,
+    selinux = core.lstat("/sys/fs/selinux/enforce") ~= nil,
+  }
+  local plan = mounts.default_plan(ctx)
+  if not target then
+    for i = #plan, 1, -1 do
+      if plan[i].name == "resolv.conf" or plan[i].name == "resolv-shield" then table.remove(plan, i) end
+    end
+  end
+  if self.cfg.mounts then
+    local ok, out = pcall(self.cfg.mounts, plan, ctx)
+    if not ok then return nil, "config mounts hook: " .. tostring(out) end
+    local checked, err = mounts.validate(out)
+    if not checked then return nil, "config mounts hook: " .. err end
+    plan = checked
+  end
+  return plan
+end
+
+--- Child side: enter the netns, private mounts, then exec or call.
+local function child_main(netfd, plan, cmd, env, errw)
+  local function fail(stage, msg, code)
+    errw:write(("%s\n%d\n%s"):format(stage, code or 0, msg))
+    core._exit(stage == "exec" and ((code == errno.ENOENT) and 127 or 126) or 125)
+  end
+  local ok, err, code = core.setns(netfd, core.CLONE_NEWNET)
+  if not ok then fail("setup", err, code) end
+  netfd:close()
+  ok, err, code = core.unshare(core.CLONE_NEWNS)
+  if not ok then fail("setup", err, code) end
+  -- slave, not private: host unmounts must still reach us
+  ok, err, code = core.mount(nil, "/", nil, "rslave")
+  if not ok then fail("setup", err, code) end
+  ok, err, code = mounts.apply(plan, log)
+  if not ok then fail("setup", err, code) end
+  if type(cmd) == "function" then
+    local fok, res = pcall(cmd)
+    if not fok then fail("function", tostring(res), 0) end
+    io.stdout:flush()
+    io.stderr:flush()
+    core._exit(math.type(res) == "integer" and res or (res == false and 1 or 0))
+  end
+  ok, err, code = core.exec(cmd, env)
+  fail("exec", err, code)
+end
+
+--- Resolve argv[1] through PATH here, so that "not found" (127) is told
+-- apart from "found but not executable" (126) whatever PATH holds.
+local function resolve_command(cmd)
+  if type(cmd) ~= "table" or cmd[1]:find("/", 1, true) then return cmd end
+  local path = child.which(cmd[1])
+  if not path then
+    return nil, ("exec `%s`: command not found"):format(cmd[1]), errno.ENOENT
+  end
+  local resolved = table.move(cmd, 1, #cmd, 1, {})
+  resolved[1] = path
+  return resolved
+end
+
+--- Fork the child that runs @cmd inside.  Lock held.
+-- @treturn Process, Fd (error pipe read end)
+function Netns:_spawn_inside(cmd, env, plan)
+  local netfd, err, code = core.open(self.paths.pin, "r")
+  if not netfd then return nil, err, code end
+  local errr, errw = core.pipe()
+  io.stdout:flush()
+  io.stderr:flush()
+  local pid, ferr, fcode = core.fork()
+  if not pid then
+    netfd:close(); errr:close(); errw:close()
+    return nil, ferr, fcode
+  end
+  if pid == 0 then
+    errr:close()
+    child_main(netfd, plan, cmd, env, errw)
+  end
+  netfd:close()
+  errw:close()
+  local proc = assert(core.process(pid))
+  return proc, errr
+end
+
+--- Collect the child's result: an error from its setup or exec, or its status.
+local function finish_child(proc, errr, signals, is_function)
+  local report
+  if is_function then
+    local how, code = proc:wait(nil, signals)
+    report = errr:read(65536, 0)
+    errr:close()
+    if report and report ~= "" then
+      local stage, num, msg = report:match("^(%w+)\n(%d+)\n(.*)$")
+      return nil, msg or report, math.tointeger(tonumber(num)) or 0, stage
+    end
+    return how, code
+  end
+  report = errr:readall() or ""
+  errr:close()
+  local how, code = proc:wait(nil, signals)
+  if report ~= "" then
+    local stage, num, msg = report:match("^(%w+)\n(%d+)\n(.*)$")
+    return nil, msg or report, math.tointeger(tonumber(num)) or 0, stage
+  end
+  return how, code
+end
+
+local function check_cmd(cmd)
+  if type(cmd) == "function" then return true end
+  if type(cmd) ~= "table" or type(cmd[1]) ~= "string" then
+    return nil, "the command must be a non-empty list of strings or a function"
+  end
+  for i, a in ipairs(cmd) do
+    if type(a) ~= "string" then
+      return nil, ("command argument %d must be a string"):format(i)
+    end
+  end
+  return true
+end
+
+--- Run @cmd inside while holding a reference; the lock is released while
+-- it runs, so other commands go on.  The reference is a record of the
+-- command's own process, so a SIGKILLed caller leaks nothing.
+-- @tparam table|function cmd argv list, or a Lua function run in the child
+-- @tparam[opt] table opts {env = {...}, signals = Signals (forwarded)}
+-- @treturn[1] string "exited" or "signaled"
+-- @treturn[1] int status or signal
+-- @return[2] nil, message, errno, stage ("setup", "exec", "function")
+function Netns:run(cmd, opts)
+  opts = opts or {}
+  local ok, err = check_cmd(cmd)
+  if not ok then return nil, err, errno.EINVAL, "usage" end
+  ok, err = self:_open()
+  if not ok then return nil, err end
+  local lock, lerr = self:_lock()
+  if not lock then return nil, lerr end
+  local h, herr = self:_enter_holder(true)
+  if not h then lock:close() return nil, herr end
+  local ns, nerr = self:_get_or_create(h)
+  if not ns then lock:close() return nil, nerr end
+  local plan, perr = self:_plan()
+  local argv, aerr, acode = resolve_command(cmd)
+  local proc, errr, code
+  if plan and argv then proc, errr, code = self:_spawn_inside(argv, opts.env, plan) end
+  if not proc then
+    if self:_users() == 0 then self:_cleanup() end
+    lock:close()
+    if not argv then return nil, aerr, acode, "exec" end
+    return nil, perr or errr, code
+  end
+  local starttime = core.starttime(proc:pid())
+  if starttime then state.add_ref(self.paths, proc:pid(), starttime) end
+  core.fault_point("run-ref-added")
+  lock:close()
+
+  local how, status, ecode, stage = finish_child(proc, errr, opts.signals, type(cmd) == "function")
+  core.fault_point("run-command-done")
+
+  lock = self:_lock()
+  if lock then
+    if starttime then state.remove_ref(self.paths, proc:pid(), starttime) end
+    if self:_users() == 0 then
+      local cok, cerr = self:_cleanup()
+      if not cok then log.warn("%s", cerr) end
+    end
+    lock:close()
+  end
+  return how, status, ecode, stage
+end
+
+--- Run @cmd inside synchronously (lock held), for setup and teardown.
+function Netns:_run_locked(cmd, env)
+  local plan, perr = self:_plan()
+  if not plan then return nil, perr end
+  local argv, aerr, acode = resolve_command(cmd)
+  if not argv then return nil, aerr, acode, "exec" end
+  local proc, errr, code = self:_spawn_inside(argv, env, plan)
+  if not proc then return nil, errr, code end
+  local how, status, ecode, stage = finish_child(proc, errr, nil, type(cmd) == "function")
+  if not how then return nil, status, ecode, stage end
+  if how ~= "exited" or status ~= 0 then
+    return nil, ("command %s %d"):format(how == "exited" and "exited with status" or "killed by signal", status),
+      nil, "command", how, status
+  end
+  return true
+end
+
+local function check_nets(nets)
+  nets = nets or 1
+  if math.type(nets) ~= "integer" or nets < 1 or nets > 65535 then
+    return nil, ("nets must be an integer from 1 to 65535, not %s"):format(tostring(nets))
+  end
+  return nets
+end
+
+--- Create if needed, run @cmd inside, then count @nets more users.
+-- The count grows only when everything succeeded; a namespace created by
+-- this call is removed again when the command fails.
+-- @treturn[1] true
+-- @return[2] nil, message
+function Netns:setup(nets, cmd)
+  local n, nerr = check_nets(nets)
+  if not n then return nil, nerr, errno.EINVAL, "usage" end
+  if cmd ~= nil then
+    local ok, err = check_cmd(cmd)
+    if not ok then return nil, err, errno.EINVAL, "usage" end
+  end
+  local ok, err = self:_open()
+  if not ok then return nil, err end
+  local lock, lerr = self:_lock()
+  if not lock then return nil, lerr end
+  local h, herr = self:_enter_holder(true)
+  if not h then lock:close() return nil, herr end
+  local ns, gerr = self:_get_or_create(h)
+  if not ns then lock:close() return nil, gerr end
+  if cmd ~= nil then
+    local rok, rerr, code, stage = self:_run_locked(cmd)
+    if not rok then
+      if ns.created and self:_users() == 0 then self:_cleanup() end
+      lock:close()
+      return nil, rerr, code, stage
+    end
+  end
+  local count = state.read_count(self.paths.refcount)
+  core.fault_point("setup-before-count")
+  ok, err = state.write_count(self.paths.refcount, count + n)
+  lock:close()
+  if not ok then return nil, err end
+  return true
+end
+
+--- Run @cmd inside, then count @nets fewer users; clean up at zero.  A
+-- failed command leaves the count alone (the caller retries).  Never
+-- starts a backend: tearing down a namespace whose backend died works.
+function Netns:teardown(nets, cmd)
+  local n, nerr = check_nets(nets)
+  if not n then return nil, nerr, errno.EINVAL, "usage" end
+  if cmd ~= nil then
+    local ok, err = check_cmd(cmd)
+    if not ok then return nil, err, errno.EINVAL, "usage" end
+  end
+  local ok, err = self:_open()
+  if not ok then return nil, err end
+  local lock, lerr = self:_lock()
+  if not lock then return nil, lerr end
+  local h, herr = self:_enter_holder(false)
+  if h == nil then lock:close() return nil, herr end
+  local live = h and core.nsfs(self.paths.pin)
+  if live and cmd ~= nil then
+    local rok, rerr, code, stage = self:_run_locked(cmd)
+    if not rok then lock:close() return nil, rerr, code, stage end
+  end
+  local count = state.read_count(self.paths.refcount)
+  count = math.max(0, count - n)
+  core.fault_point("teardown-before-count")
+  if live then
+    ok, err = state.write_count(self.paths.refcount, count)
+    if ok and count + state.live_refs(self.paths) == 0 then ok, err = self:_cleanup() end
+  else
+    -- Nothing live: whatever is left on disk is stale.
+    ok, err = true, nil
+    if h then ok, err = self:_cleanup() end
+  end
+  lock:close()
+  return ok, err
+end
+
+--- Remove the namespace whatever the count says; with `holder = true`
+-- also stop the holder.  Idempotent.
+function Netns:cleanup(opts)
+  opts = opts or {}
+  local ok, err = self:_open()
+  if not ok then return nil, err end
+  local lock, lerr = self:_lock()
+  if not lock then return nil, lerr end
+  local h, herr = self:_enter_holder(false)
+  if h == nil then lock:close() return nil, herr end
+  if h then ok, err = self:_cleanup() else ok, err = core.rmtree(self.paths.dir) end
+  if opts.holder and h and h.mode == "own" then holder.stop(self.paths) end
+  lock:close()
+  return ok, err
+end
+
+--- What a status report says, as a table (stable keys, see the README).
+function Netns:status()
+  local ok, err = self:_open()
+  if not ok then return nil, err end
+  local p = self.paths
+  local lock, lerr = self:_lock("sh")
+  if not lock then return nil, lerr end
+  local rec = state.read_json(p.holder)
+  local h = rec and state.valid_identity(rec) and core.alive(rec.pid, rec.starttime) and rec or nil
+  local out = {
+    up = false,
+    state_dir = p.base,
+    pin = p.pin,
+    holder = { pid = h and h.pid or cjson.null, alive = h ~= nil },
+    backend = { name = cjson.null, pid = cjson.null, alive = false },
+    refs = { nets = 0, runs = 0 },
+  }
+  local entered = self:_enter_holder(false)
+  local live = entered and core.nsfs(p.pin) or false
+  local brec = state.read_json(p.backend)
+  if brec and state.valid_identity(brec) then
+    out.backend = { name = brec.name, pid = brec.pid, alive = core.alive(brec.pid, brec.starttime) }
+  end
+  local nets = state.read_count(p.refcount)
+  out.refs = { nets = nets, runs = state.live_refs(p) }
+  out.up = live == true and out.backend.alive
+  out.netns = live == true
+  lock:close()
+  return out
+end
+
+--- Addresses, DNS forwarders and map-guest addresses (podman's keys), with
+-- the backend's name and pid.
+function Netns:info()
+  local st, err = self:status()
+  if not st then return nil, err end
+  if not st.up then
+    return nil, "the rootless netns is not set up (run `rootlessnetns setup` first)", errno.ENOENT
+  end
+  local info = state.read_json(self.paths.info) or {}
+  return {
+    IPAddresses = info.IPAddresses or cjson.null,
+    DnsForwardIps = info.DnsForwardIps or cjson.null,
+    MapGuestIps = info.MapGuestIps or cjson.null,
+    backend = st.backend.name,
+    backend_pid = st.backend.pid,
+    holder_pid = st.holder.pid,
+    refs = st.refs,
+  }
+end
+
+return M

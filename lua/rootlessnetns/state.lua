@@ -1,0 +1,202 @@
+--- State on disk: where it lives, who may own it, and the files in it.
+--
+-- $XDG_RUNTIME_DIR/rootlessnetns/            0700, ours, never a symlink
+--   lock                     flock; outside the directory cleanup removes
+--   holder.json              holder pid + start time
+--   rootless-netns/          removed by cleanup
+--     rootless-netns         the netns pin (an nsfs bind mount in the holder)
+--     rootless-netns-conn.pid  backend pid (plain number, as podman writes it)
+--     backend.json, info.json, ref-count, refs/, resolv.conf, run/, backend.log
+--
+-- Every file is written atomically (temporary file + rename) and read
+-- without following symlinks; damaged content is reported naming the file.
+local core = require "rootlessnetns"
+local cjson = require "cjson.safe"
+
+-- (Lua has no octal literals)
+local OTHERS_WRITE = tonumber("022", 8) -- group or others may write
+local PRIVATE_DIR = tonumber("700", 8)
+local OTHERS_ANY = tonumber("077", 8) -- group or others may do anything
+local PRIVATE_FILE = tonumber("600", 8)
+local M = {}
+
+local errno = core.errno
+
+--- Check that @path is a real directory owned by @uid and closed to others.
+-- @tparam number forbidden permission bits that must be clear
+function M.check_private_dir(path, uid, forbidden, what)
+  local st, err = core.lstat(path)
+  if not st then return nil, err end
+  if st.type == "link" then
+    return nil, ("%s `%s` is a symlink; refusing to use it"):format(what, path)
+  end
+  if st.type ~= "directory" then
+    return nil, ("%s `%s` is not a directory"):format(what, path)
+  end
+  if st.uid ~= uid then
+    return nil, ("%s `%s` is owned by uid %d, not by uid %d; refusing to use it"):format(what, path, st.uid, uid)
+  end
+  if st.mode & forbidden ~= 0 then
+    return nil, ("%s `%s` has mode %04o, open to other users; it must be 0700 (chmod 0700 %s)")
+      :format(what, path, st.mode, path)
+  end
+  return true
+end
+
+--- XDG_RUNTIME_DIR as podman resolves it: the variable, else /run/user/<uid>,
+-- else $TMPDIR/rootlessnetns-run-<uid>; each checked for owner and mode.
+function M.runtime_dir(getenv, uid)
+  local x = getenv("XDG_RUNTIME_DIR")
+  if x and x ~= "" then
+    if x:sub(1, 1) ~= "/" then
+      return nil, ("XDG_RUNTIME_DIR `%s` is not an absolute path"):format(x)
+    end
+    local ok, err = M.check_private_dir(x, uid, OTHERS_WRITE, "XDG_RUNTIME_DIR")
+    if not ok then return nil, err end
+    return x
+  end
+  local run = ("/run/user/%d"):format(uid)
+  if M.check_private_dir(run, uid, OTHERS_WRITE, "runtime dir") then
+    return run
+  end
+  local tmp = getenv("TMPDIR")
+  if not tmp or tmp == "" then tmp = "/tmp" end
+  local dir = ("%s/rootlessnetns-run-%d"):format(tmp, uid)
+  local ok, err, code = core.mkdir(dir, PRIVATE_DIR)
+  if not ok and code ~= errno.EEXIST then return nil, err end
+  ok, err = M.check_private_dir(dir, uid, OTHERS_ANY, "runtime dir")
+  if not ok then return nil, err end
+  return dir
+end
+
+--- Every path of the layout, from the base directory.
+function M.paths(base)
+  local dir = base .. "/rootless-netns"
+  return {
+    base = base,
+    lock = base .. "/lock",
+    holder = base .. "/holder.json",
+    dir = dir,
+    pin = dir .. "/rootless-netns",
+    pidfile = dir .. "/rootless-netns-conn.pid",
+    backend = dir .. "/backend.json",
+    info = dir .. "/info.json",
+    refcount = dir .. "/ref-count",
+    refs = dir .. "/refs",
+    resolv = dir .. "/resolv.conf",
+    run = dir .. "/run",
+    log = dir .. "/backend.log",
+    netns_dir = base .. "/netns",
+  }
+end
+
+--- Create (0700) or check the base directory.
+function M.prepare_base(base, uid)
+  local ok, err, code = core.mkdir(base, PRIVATE_DIR)
+  if not ok and code ~= errno.EEXIST then return nil, err end
+  return M.check_private_dir(base, uid, OTHERS_ANY, "state dir")
+end
+
+--- Create the removable directory and its skeleton (idempotent).
+function M.prepare_dir(p)
+  for _, d in ipairs { p.dir, p.refs, p.run } do
+    local ok, err, code = core.mkdir(d, PRIVATE_DIR)
+    if not ok and code ~= errno.EEXIST then return nil, err end
+  end
+  return true
+end
+
+--- Read a JSON state file.
+-- @treturn[1] table the content
+-- @treturn[2] nil the file does not exist
+-- @return[3] nil, "`file`: problem" for unreadable or damaged content
+function M.read_json(path)
+  local text, err, code = core.readfile(path, 1 << 20)
+  if not text then
+    if code == errno.ENOENT then return nil end
+    return nil, err
+  end
+  local value, jerr = cjson.decode(text)
+  if type(value) ~= "table" then
+    return nil, ("`%s`: not a JSON object (%s)"):format(path, jerr or "wrong type")
+  end
+  return value
+end
+
+function M.write_json(path, value)
+  local text = assert(cjson.encode(value))
+  return core.writefile(path, text .. "\n", PRIVATE_FILE)
+end
+
+--- A {pid, starttime} record is sane when both are positive integers.
+-- JSON numbers arrive as floats; integral ones are made integers in place.
+function M.valid_identity(rec)
+  if type(rec) ~= "table" then return false end
+  local pid, st = math.tointeger(rec.pid), math.tointeger(rec.starttime)
+  if not (pid and st and pid > 0 and pid < 0x7fffffff and st >= 0) then return false end
+  rec.pid, rec.starttime = pid, st
+  return true
+end
+
+--- The nets counter of setup/teardown.  Missing or empty means 0; garbage
+-- is reported (the caller repairs it) and counts as 0.
+-- @treturn integer count
+-- @treturn string|nil what was wrong with the file
+function M.read_count(path)
+  local text, err, code = core.readfile(path, 64)
+  if not text then
+    if code == errno.ENOENT then return 0 end
+    return 0, err
+  end
+  text = text:match("^%s*(.-)%s*$")
+  if text == "" then return 0 end
+  local n = math.tointeger(tonumber(text))
+  if not n or not text:match("^%-?%d+$") then
+    return 0, ("`%s`: not a number (%q); counting 0"):format(path, text:sub(1, 32))
+  end
+  if n < 0 then
+    return 0, ("`%s`: negative count %d; counting 0"):format(path, n)
+  end
+  if n > 1000000 then
+    return 0, ("`%s`: implausible count %d; counting 0"):format(path, n)
+  end
+  return n
+end
+
+function M.write_count(path, n)
+  return core.writefile(path, tostring(n), PRIVATE_FILE)
+end
+
+--- Record a process using the namespace (a `run` command).
+function M.add_ref(p, pid, starttime)
+  return core.writefile(("%s/%d-%d"):format(p.refs, pid, starttime), "", PRIVATE_FILE)
+end
+
+function M.remove_ref(p, pid, starttime)
+  local ok, err, code = core.unlink(("%s/%d-%d"):format(p.refs, pid, starttime))
+  if not ok and code ~= errno.ENOENT then return nil, err end
+  return true
+end
+
+--- Count the records of live processes, deleting those of dead ones (a
+-- `run` that was SIGKILLed leaks no reference past the next command).
+function M.live_refs(p)
+  local names, _, code = core.listdir(p.refs)
+  if not names then
+    if code == errno.ENOENT then return 0 end
+    return 0
+  end
+  local live = 0
+  for _, name in ipairs(names) do
+    local pid, st = name:match("^(%d+)%-(%d+)$")
+    pid, st = math.tointeger(tonumber(pid)), math.tointeger(tonumber(st))
+    if pid and st and pid > 0 and core.alive(pid, st) then
+      live = live + 1
+    else
+      core.unlink(p.refs .. "/" .. name)
+    end
+  end
+  return live
+end
+
+return M
