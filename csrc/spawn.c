@@ -544,8 +544,9 @@ l_fork(lua_State *L)
 static int
 l_exec(lua_State *L)
 {
+	int inherit_env = lua_isnoneornil(L, 2);
 	const char **argv = checkstrlist(L, 1, "argv", 1);
-	const char **envp = lua_isnoneornil(L, 2) ? (const char **)environ : checkenv(L, 2);
+	const char **envp = inherit_env ? (const char **)environ : checkenv(L, 2);
 	sigset_t none;
 
 	sigemptyset(&none);

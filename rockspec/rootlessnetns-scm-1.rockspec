@@ -1,0 +1,60 @@
+rockspec_format = "3.0"
+package = "rootlessnetns"
+version = "scm-1"
+source = {
+  url = "git+https://example.invalid/rootlessnetns.git",
+}
+description = {
+  summary = "A persistent rootless network namespace for unprivileged users",
+  detailed = [[
+    An unprivileged user gets one persistent network namespace with outbound
+    connectivity through pasta or slirp4netns, runs commands inside it, sets
+    it up and tears it down, with reference counting so that the last user
+    out cleans up: podman's rootless netns as a Lua library and CLI.
+  ]],
+  license = "Apache-2.0",
+}
+dependencies = {
+  "lua >= 5.4",
+  "lua-cjson",
+  "argparse",
+}
+external_dependencies = {
+  LIBMOUNT = { header = "libmount/libmount.h", library = "mount" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    rootlessnetns = {
+      sources = {
+        "csrc/core.c", "csrc/util.c", "csrc/fd.c", "csrc/ns.c", "csrc/netns.c",
+        "csrc/mount.c", "csrc/spawn.c", "csrc/lock.c", "csrc/proc.c", "csrc/fs.c",
+        "csrc/idmap.c", "csrc/holder.c",
+      },
+      defines = { "_GNU_SOURCE" },
+      incdirs = { "$(LIBMOUNT_INCDIR)" },
+      libdirs = { "$(LIBMOUNT_LIBDIR)" },
+      libraries = { "mount" },
+    },
+    ["rootlessnetns.backends"] = "lua/rootlessnetns/backends.lua",
+    ["rootlessnetns.backend.pasta"] = "lua/rootlessnetns/backend/pasta.lua",
+    ["rootlessnetns.backend.slirp4netns"] = "lua/rootlessnetns/backend/slirp4netns.lua",
+    ["rootlessnetns.child"] = "lua/rootlessnetns/child.lua",
+    ["rootlessnetns.cli"] = "lua/rootlessnetns/cli.lua",
+    ["rootlessnetns.config"] = "lua/rootlessnetns/config.lua",
+    ["rootlessnetns.doctor"] = "lua/rootlessnetns/doctor.lua",
+    ["rootlessnetns.holder"] = "lua/rootlessnetns/holder.lua",
+    ["rootlessnetns.log"] = "lua/rootlessnetns/log.lua",
+    ["rootlessnetns.mounts"] = "lua/rootlessnetns/mounts.lua",
+    ["rootlessnetns.netns"] = "lua/rootlessnetns/netns.lua",
+    ["rootlessnetns.resolvconf"] = "lua/rootlessnetns/resolvconf.lua",
+    ["rootlessnetns.state"] = "lua/rootlessnetns/state.lua",
+  },
+  install = {
+    bin = { rootlessnetns = "bin/rootlessnetns" },
+  },
+  copy_directories = { "doc" },
+}
+test = {
+  type = "busted",
+}

@@ -1,0 +1,70 @@
+local core = require "rootlessnetns"
+local helper = require "helper"
+
+describe("file primitives", function()
+  local dir
+  before_each(function() dir = helper.tmpdir() end)
+  after_each(function() helper.cleanup_dirs() end)
+
+  it("replace a file atomically with the given mode", function()
+    local path = dir .. "/state.json"
+    assert.is_true(core.writefile(path, "one", tonumber("600", 8)))
+    assert.is_true(core.writefile(path, "two", tonumber("644", 8)))
+    assert.equal("two", core.readfile(path))
+    assert.equal(tonumber("644", 8), core.lstat(path).mode)
+    assert.same({ "state.json" }, core.listdir(dir)) -- no temporary left
+  end)
+
+  it("read without following symlinks and refuse oversized files", function()
+    helper.write(dir .. "/f", "12345")
+    assert(core.symlink(dir .. "/f", dir .. "/l"))
+    local v, _, code = core.readfile(dir .. "/l")
+    assert.is_nil(v)
+    assert.equal(core.errno.ELOOP, code)
+    local w, msg = core.readfile(dir .. "/f", 4)
+    assert.is_nil(w)
+    assert.matches("too large", msg)
+  end)
+
+  it("remove a tree without following a symlink out of it", function()
+    local outside = helper.tmpdir()
+    helper.write(outside .. "/keep", "x")
+    assert(core.mkdir(dir .. "/t"))
+    assert(core.mkdir(dir .. "/t/sub"))
+    helper.write(dir .. "/t/sub/file", "y")
+    assert(core.symlink(outside, dir .. "/t/escape"))
+    assert.is_true(core.rmtree(dir .. "/t"))
+    assert.is_nil(core.lstat(dir .. "/t"))
+    assert.equal("x", helper.read(outside .. "/keep"))
+    assert.is_true(core.rmtree(dir .. "/t")) -- missing is success
+  end)
+
+  it("describe files with lstat, never following a link", function()
+    assert(core.symlink("/etc", dir .. "/l"))
+    local st = core.lstat(dir .. "/l")
+    assert.equal("link", st.type)
+    assert.equal("/etc", core.readlink(dir .. "/l"))
+    assert.equal("directory", core.lstat(dir).type)
+    assert.equal(core.getuid(), core.lstat(dir).uid)
+  end)
+
+  it("report failures with the path and errno", function()
+    local ok, msg, code = core.mkdir(dir)
+    assert.is_nil(ok)
+    assert.equal(("mkdir `%s`: File exists"):format(dir), msg)
+    assert.equal(core.errno.EEXIST, code)
+    ok, _, code = core.unlink(dir .. "/missing")
+    assert.is_nil(ok)
+    assert.equal(core.errno.ENOENT, code)
+    ok, _, code = core.writefile(dir .. "/missing/f", "x")
+    assert.is_nil(ok)
+    assert.equal(core.errno.ENOENT, code)
+  end)
+
+  it("keep the working directory helpers honest", function()
+    local cwd = core.getcwd()
+    assert.is_true(core.chdir(dir))
+    assert.equal(dir, core.getcwd())
+    assert.is_true(core.chdir(cwd))
+  end)
+end)

@@ -1,0 +1,169 @@
+--- Shared spec helpers: scratch directories, forked children, fd counts,
+-- the CLI as a subprocess, and `userns_it` for specs that need
+-- unprivileged user namespaces.
+local core = require "rootlessnetns"
+local cjson = require "cjson.safe"
+
+local M = {}
+
+M.ROOT = os.getenv("PWD") or "."
+M.CLI = M.ROOT .. "/bin/rootlessnetns"
+
+local PRIVATE_DIR = tonumber("700", 8)
+local counter = 0
+
+--- A fresh private directory, removed by M.cleanup_dirs().
+local made = {}
+function M.tmpdir()
+  counter = counter + 1
+  local dir = ("/tmp/rlns-spec-%d-%d-%d"):format(core.getpid(), counter, math.random(1, 1e9))
+  assert(core.mkdir(dir, PRIVATE_DIR))
+  made[#made + 1] = dir
+  return dir
+end
+
+function M.cleanup_dirs()
+  for _, d in ipairs(made) do core.rmtree(d) end
+  made = {}
+end
+
+function M.write(path, text, mode)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  if mode then assert(core.chmod(path, mode)) end
+end
+
+function M.read(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+--- Number of open descriptors of this process.
+function M.fd_count()
+  return #assert(core.listdir("/proc/self/fd"))
+end
+
+--- Run @fn in a forked child; its return value (JSON-able) or its error
+-- comes back.  Namespace changes made by @fn stay in the child.
+function M.in_child(fn)
+  io.stdout:flush()
+  io.stderr:flush()
+  local r, w = core.pipe()
+  local pid = assert(core.fork())
+  if pid == 0 then
+    r:close()
+    local ok, res = pcall(fn)
+    w:write(cjson.encode { ok = ok, result = ok and res or tostring(res) } or '{"ok":false,"result":"encode"}')
+    core._exit(0)
+  end
+  w:close()
+  local text = r:readall(60000)
+  r:close()
+  local proc = assert(core.process(pid))
+  proc:wait()
+  local msg = cjson.decode(text or "")
+  if type(msg) ~= "table" then return nil, "child died" end
+  if not msg.ok then return nil, msg.result end
+  return msg.result == nil and true or msg.result
+end
+
+local userns_ok
+--- Can this user create user namespaces (and is it not real root)?
+function M.userns_available()
+  if userns_ok == nil then
+    userns_ok = M.in_child(function()
+      assert(core.unshare(core.CLONE_NEWUSER))
+      return true
+    end) == true
+  end
+  return userns_ok
+end
+
+--- `it` for specs that need user namespaces; pending where there are none.
+-- busted's `it` and `pending` live in the spec file's environment, so the
+-- spec hands them over: local userns_it = helper.userns_it(it, pending)
+function M.userns_it(it, pending)
+  return function(name, fn)
+    if M.userns_available() then
+      it(name, fn)
+    else
+      pending(name .. " (unprivileged user namespaces unavailable)")
+    end
+  end
+end
+
+--- Set up a holder (single mapping) in a child and join it there; for
+-- primitive specs that need to mount.
+function M.join_fresh_holder()
+  local pid, ctl = assert(core.holder_start())
+  local uid, gid = core.getuid()
+  assert(core.write_idmap(pid, "setgroups", "deny"))
+  assert(core.write_idmap(pid, "uid_map", ("0 %d 1\n"):format(uid)))
+  assert(core.write_idmap(pid, "gid_map", ("0 %d 1\n"):format(gid)))
+  assert(core.holder_release(ctl))
+  local proc = assert(core.process(pid))
+  assert(core.setns(proc:fileno(), core.CLONE_NEWUSER | core.CLONE_NEWNS))
+  return proc
+end
+
+--- Run the CLI: returns exit status, stdout, stderr.
+-- @tparam table args
+-- @tparam table env map of variables (XDG_RUNTIME_DIR etc.); PATH and HOME inherited
+function M.cli(args, env, opts)
+  opts = opts or {}
+  local dir = M.tmpdir()
+  local out = assert(core.open(dir .. "/out", "w"))
+  local err = assert(core.open(dir .. "/err", "w"))
+  local vars = {}
+  local base = { PATH = os.getenv("PATH"), HOME = os.getenv("HOME"), USER = os.getenv("USER"), SHELL = "/bin/sh" }
+  for k, v in pairs(base) do if v then vars[k] = v end end
+  for k, v in pairs(env or {}) do vars[k] = v ~= false and v or nil end
+  local argv = { "lua5.4", M.CLI }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  local proc = assert(core.spawn { argv = argv, env = vars, fds = { [0] = false, [1] = out, [2] = err } })
+  out:close()
+  err:close()
+  if opts.wait == false then return proc, dir end
+  local how, code = proc:wait(opts.timeout or 120000)
+  if not how then
+    proc:kill(core.SIGKILL)
+    proc:wait()
+    error("CLI timed out: " .. table.concat(args, " "))
+  end
+  return how == "signaled" and 128 + code or code, M.read(dir .. "/out"), M.read(dir .. "/err")
+end
+
+--- Live (non-zombie) processes of ours whose command line contains @needle.
+function M.processes(needle)
+  local found = {}
+  local me = core.getuid()
+  for _, name in ipairs(assert(core.listdir("/proc"))) do
+    local pid = math.tointeger(tonumber(name))
+    if pid and pid ~= core.getpid() then
+      local st = core.lstat("/proc/" .. name)
+      local cmd = st and st.uid == me and core.readfile("/proc/" .. name .. "/cmdline", 65536)
+      local _, state = core.starttime(pid)
+      if cmd and state ~= "Z" and state ~= "X" and cmd:find(needle, 1, true) then
+        found[#found + 1] = pid
+      end
+    end
+  end
+  return found
+end
+
+--- Wait until @fn returns truthy (polling), at most @seconds.
+function M.eventually(fn, seconds)
+  local deadline = core.clock() + (seconds or 5)
+  repeat
+    local v = fn()
+    if v then return v end
+    core.sleep(20)
+  until core.clock() > deadline
+  return fn()
+end
+
+return M
