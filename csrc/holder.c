@@ -53,7 +53,7 @@ holder_child(int ctl, const char *name)
 		send_errno(ctl, errno);
 		_exit(1);
 	}
-	if (mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL) < 0) {
+	if (mount("none", "/", "none", MS_SLAVE | MS_REC, NULL) < 0) {
 		send_errno(ctl, errno);
 		_exit(1);
 	}

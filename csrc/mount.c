@@ -69,7 +69,7 @@ push_mnt_failure(lua_State *L, struct libmnt_context *cxt, int rc, const char *w
  * @tparam string|nil source (nil for propagation changes and remounts)
  * @tparam string target
  * @tparam[opt] string fstype e.g. "tmpfs"
- * @tparam[opt] string options e.g. "bind,rec", "rslave", "nosuid,nodev,mode=0755"
+ * @tparam[opt] string options e.g. "rbind", "rslave", "nosuid,nodev,mode=0755"
  * @treturn[1] true
  * @return[2] nil, message, errno
  */

@@ -28,7 +28,7 @@ pin_child(const char *path, int errfd)
 
 	if (unshare(CLONE_NEWNET) < 0)
 		err = errno;
-	else if (mount("/proc/self/ns/net", path, NULL, MS_BIND, NULL) < 0)
+	else if (mount("/proc/self/ns/net", path, "none", MS_BIND, NULL) < 0)
 		err = errno;
 	if (err)
 		rlns_write_all(errfd, &err, sizeof err);

@@ -29,6 +29,7 @@ typedef struct {
 	pid_t pid;
 	int pidfd;
 	int reaped;  /* status below is valid */
+	int nopidfd; /* no pidfd support: our own unreaped child, signalled by pid */
 	int status;  /* raw wait status */
 } rlns_Process;
 
@@ -48,6 +49,7 @@ newprocess(lua_State *L)
 	p->pid = 0;
 	p->pidfd = -1;
 	p->reaped = 0;
+	p->nopidfd = 0;
 	p->status = 0;
 	luaL_setmetatable(L, RLNS_PROCESS_META);
 	return p;
@@ -73,11 +75,19 @@ process_pid(lua_State *L)
 	return 1;
 }
 
+/***
+ * The pidfd (for setns and poll).
+ * @function Process:fileno
+ * @treturn[1] int
+ * @return[2] nil, message, ENOSYS where the kernel (or valgrind) has no pidfds
+ */
 static int
 process_fileno(lua_State *L)
 {
 	rlns_Process *p = toprocess(L, 1);
 
+	if (p->pidfd < 0 && p->nopidfd && !p->reaped)
+		return rlns_pushfail(L, ENOSYS, "pidfd of process %d", (int)p->pid);
 	if (p->pidfd < 0)
 		return luaL_error(L, "attempt to use a closed process handle");
 	lua_pushinteger(L, p->pidfd);
@@ -143,6 +153,8 @@ forward_signals(rlns_Signals *s, rlns_Process *p)
 			continue;
 		if (p->pidfd >= 0)
 			syscall(SYS_pidfd_send_signal, p->pidfd, (int)si.ssi_signo, NULL, 0);
+		else if (p->nopidfd && !p->reaped)
+			kill(p->pid, (int)si.ssi_signo);
 	}
 }
 
@@ -188,12 +200,16 @@ process_wait(lua_State *L)
 				return rlns_pushfail(L, ETIMEDOUT, "wait process %d", (int)p->pid);
 			wait_ms = (int)left;
 		}
-		if (nfds == 0) {
-			/* No pidfd: fall back to polling the child. */
-			struct timespec ts = {0, 5000000};
+		if (p->pidfd < 0) {
+			/* No pidfd: poll the child every few milliseconds. */
+			if (wait_ms < 0 || wait_ms > 5)
+				wait_ms = 5;
+			if (nfds == 0) {
+				struct timespec ts = {0, (long)wait_ms * 1000000L};
 
-			nanosleep(&ts, NULL);
-			continue;
+				nanosleep(&ts, NULL);
+				continue;
+			}
 		}
 		r = poll(pfd, (nfds_t)nfds, wait_ms);
 		if (r < 0 && errno != EINTR)
@@ -233,9 +249,12 @@ process_kill(lua_State *L)
 	rlns_Process *p = toprocess(L, 1);
 	int sig = (int)luaL_optinteger(L, 2, SIGTERM);
 
-	if (p->reaped || p->pidfd < 0)
+	if (p->reaped || (p->pidfd < 0 && !p->nopidfd))
 		return rlns_pushfail(L, ESRCH, "signal process %d", (int)p->pid);
-	if (syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0) < 0)
+	/* Without pidfds, kill(2) is still exact for an unreaped child of
+	 * ours: its pid cannot be reused before we reap it. */
+	if (p->pidfd < 0 ? kill(p->pid, sig) < 0
+			 : syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0) < 0)
 		return rlns_pushfail(L, errno, "signal process %d", (int)p->pid);
 	return rlns_pushtrue(L);
 }
@@ -262,7 +281,9 @@ l_process(lua_State *L)
 	p = newprocess(L);
 	p->pid = (pid_t)pid;
 	p->pidfd = rlns_pidfd_open(p->pid);
-	if (p->pidfd < 0)
+	if (p->pidfd < 0 && errno == ENOSYS)
+		p->nopidfd = 1;
+	else if (p->pidfd < 0)
 		return rlns_pushfail(L, errno, "pidfd_open %d", (int)pid);
 	return 1;
 }
@@ -508,7 +529,9 @@ l_spawn(lua_State *L)
 		return rlns_pushfail(L, e.err, "%s `%s`", e.stage, plan.argv[0]);
 	}
 	p->pidfd = rlns_pidfd_open(pid);
-	if (p->pidfd < 0)
+	if (p->pidfd < 0 && errno == ENOSYS)
+		p->nopidfd = 1;
+	else if (p->pidfd < 0)
 		return rlns_pushfail(L, errno, "pidfd_open %d", (int)pid);
 	return 1;
 }

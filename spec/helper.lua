@@ -57,6 +57,8 @@ function M.in_child(fn)
   if pid == 0 then
     r:close()
     local ok, res = pcall(fn)
+    -- holders made in here would outlive us: they are ours to stop
+    for _, h in ipairs(M.holders) do h:kill(core.SIGKILL) h:wait() end
     w:write(cjson.encode { ok = ok, result = ok and res or tostring(res) } or '{"ok":false,"result":"encode"}')
     core._exit(0)
   end
@@ -96,8 +98,10 @@ function M.userns_it(it, pending)
   end
 end
 
+M.holders = {}
+
 --- Set up a holder (single mapping) in a child and join it there; for
--- primitive specs that need to mount.
+-- primitive specs that need to mount.  in_child() stops it afterwards.
 function M.join_fresh_holder()
   local pid, ctl = assert(core.holder_start())
   local uid, gid = core.getuid()
@@ -106,7 +110,13 @@ function M.join_fresh_holder()
   assert(core.write_idmap(pid, "gid_map", ("0 %d 1\n"):format(gid)))
   assert(core.holder_release(ctl))
   local proc = assert(core.process(pid))
-  assert(core.setns(proc:fileno(), core.CLONE_NEWUSER | core.CLONE_NEWNS))
+  M.holders[#M.holders + 1] = proc
+  if proc:fileno() then
+    assert(core.setns(proc:fileno(), core.CLONE_NEWUSER | core.CLONE_NEWNS))
+  else -- no pidfds (valgrind)
+    assert(core.setns("/proc/" .. pid .. "/ns/user", core.CLONE_NEWUSER))
+    assert(core.setns("/proc/" .. pid .. "/ns/mnt", core.CLONE_NEWNS))
+  end
   return proc
 end
 

@@ -6,6 +6,7 @@
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/tools/testenv.sh"
+set +e
 cd "$here"
 
 passed=0
@@ -41,7 +42,7 @@ suite() {
 	shift
 	echo "check: $name"
 	"$@" -o TAP >"$log" 2>&1
-	grep -E '^(not ok|# )' "$log" | sed 's/^/  | /' | head -200
+	grep -E -A3 "^not ok" "$log" | sed "s/^/  | /" | head -200
 	if ! grep -qE '^1\.\.[0-9]+' "$log"; then
 		failed=$((failed + 1))
 		echo "check: $name: busted did not finish"

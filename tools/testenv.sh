@@ -22,6 +22,13 @@ prepare_test_user() {
 	if ! grep -q "^$RLNS_TEST_USER:" /etc/subgid 2>/dev/null; then
 		usermod --add-subgids 200000-265535 "$RLNS_TEST_USER"
 	fi
+	# What pam_systemd gives a logged-in user: /run/user/<uid>, 0700.
+	uid=$(id -u "$RLNS_TEST_USER")
+	if [ ! -d "/run/user/$uid" ]; then
+		mkdir -p "/run/user/$uid"
+		chown "$RLNS_TEST_USER:" "/run/user/$uid"
+		chmod 0700 "/run/user/$uid"
+	fi
 	if [ -c /dev/net/tun ] && ! su -s /bin/sh "$RLNS_TEST_USER" -c 'test -r /dev/net/tun -a -w /dev/net/tun'; then
 		echo "testenv: /dev/net/tun is $(stat -c %a /dev/net/tun) here; granting access with chmod 0666 (the mode ordinary distributions ship) so $RLNS_TEST_USER can use pasta and slirp4netns"
 		chmod 0666 /dev/net/tun
@@ -44,6 +51,7 @@ as_test_user() {
 	setpriv --reuid "$RLNS_TEST_USER" --regid "$RLNS_TEST_USER" --init-groups \
 		env -i HOME="$home" USER="$RLNS_TEST_USER" LOGNAME="$RLNS_TEST_USER" \
 		PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin SHELL=/bin/sh LANG=C.UTF-8 \
+		XDG_RUNTIME_DIR="/run/user/$(id -u "$RLNS_TEST_USER")" \
 		${LD_PRELOAD:+LD_PRELOAD="$LD_PRELOAD"} ${ASAN_OPTIONS:+ASAN_OPTIONS="$ASAN_OPTIONS"} \
 		${UBSAN_OPTIONS:+UBSAN_OPTIONS="$UBSAN_OPTIONS"} ${RLNS_CPATH:+RLNS_CPATH="$RLNS_CPATH"} \
 		"$@"

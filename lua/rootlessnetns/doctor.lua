@@ -28,8 +28,7 @@ end
 function M.run(env)
   local getenv = env.getenv or os.getenv
   local root = env.root or ""
-  local uid, gid = env.uid, env.gid
-  if not uid then uid, gid = core.getuid() end
+  local uid = env.uid or core.getuid()
   local results = {}
   local function add(name, status, detail, fix)
     results[#results + 1] = { name = name, status = status, detail = detail, fix = fix }
@@ -106,7 +105,8 @@ function M.run(env)
     if pasta.modern(ppath) then
       add("pasta", "ok", ppath .. " (with --map-guest-addr)")
     else
-      add("pasta", "warn", ppath .. " is a release before 2024-08-21: no --map-guest-addr, and TCP from the namespace to the host stalls after about a second",
+      add("pasta", "warn", ppath .. " is a release before 2024-08-21: no --map-guest-addr,"
+        .. " and TCP from the namespace to the host stalls after about a second",
         "backend = auto picks slirp4netns when it is installed; or install a newer passt")
     end
   else

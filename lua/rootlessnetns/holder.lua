@@ -41,21 +41,6 @@ function M.map_args(pid, own, ranges)
   return args
 end
 
-local function user_name(uid, getenv)
-  local passwd = io.open("/etc/passwd", "r")
-  if passwd then
-    for line in passwd:lines() do
-      local name, id = line:match("^([^:]*):[^:]*:(%d+):")
-      if id and tonumber(id) == uid then
-        passwd:close()
-        return name
-      end
-    end
-    passwd:close()
-  end
-  return getenv("USER")
-end
-
 local function read_text(path)
   local f = io.open(path, "r")
   if not f then return nil end
@@ -100,7 +85,8 @@ local function write_maps(pid, ids, ctx)
     end
     return true
   end
-  log.warn("no subordinate id ranges for user %s in /etc/subuid and /etc/subgid; using a single mapping (only uid/gid 0 exist inside)", ids.name or ids.uid)
+  log.warn("no subordinate id ranges for user %s in /etc/subuid and /etc/subgid;"
+    .. " using a single mapping (only uid/gid 0 exist inside)", ids.name or ids.uid)
   local ok, err = core.write_idmap(pid, "setgroups", "deny")
   if ok then ok, err = core.write_idmap(pid, "uid_map", ("0 %d 1\n"):format(ids.uid)) end
   if ok then ok, err = core.write_idmap(pid, "gid_map", ("0 %d 1\n"):format(ids.gid)) end
@@ -127,7 +113,20 @@ function M.join(pid, starttime)
     end
   end
   local cwd = core.getcwd()
-  local ok, serr, code = core.setns(proc:fileno(), core.CLONE_NEWUSER | core.CLONE_NEWNS)
+  local ok, serr, code
+  local pidfd = proc:fileno()
+  if pidfd then
+    -- one atomic setns through the pidfd: both namespaces of that very process
+    ok, serr, code = core.setns(pidfd, core.CLONE_NEWUSER | core.CLONE_NEWNS)
+  else
+    -- no pidfds here (valgrind, old kernels): the namespace files, user first
+    local user, mnt = core.ns_open(pid, "user"), core.ns_open(pid, "mnt")
+    if starttime and core.starttime(pid) ~= starttime then user, mnt = nil, nil end
+    ok, serr, code = user and mnt and core.setns(user, core.CLONE_NEWUSER), "holder vanished", errno.ESRCH
+    if ok then ok, serr, code = core.setns(mnt, core.CLONE_NEWNS) end
+    if user then user:close() end
+    if mnt then mnt:close() end
+  end
   proc:close()
   if not ok then return nil, ("join holder %d: %s"):format(pid, serr), code end
   -- setns(CLONE_NEWNS) moved us to the namespace's root; go back by path.

@@ -4,7 +4,7 @@
 -- order and handed to the config's `mounts(plan, ctx)` hook, which may add,
 -- drop or reorder entries.  Each entry is
 --   { name = "...", source = path|nil, target = path, fstype = string|nil,
---     options = "bind,rec"|..., create = "dir"|"file"|nil,
+--     options = "rbind"|..., create = "dir"|"file"|nil,
 --     relabel = "selinux label"|nil, optional = true|nil }
 -- `create` makes the target first; `relabel` sets the SELinux label of the
 -- target instead of mounting; `optional` entries may fail (logged only).
@@ -96,12 +96,12 @@ function M.default_plan(ctx)
   -- 1. keep $XDG_RUNTIME_DIR (and so our own state) reachable once /run is replaced
   if ctx.runtime_dir then
     add { name = "runtime-dir", source = ctx.runtime_dir, target = dir .. ctx.runtime_dir,
-          options = "bind,rec", create = "dir" }
+          options = "rbind", create = "dir" }
   end
   -- 2. sockets such as /dev/log point into /run/systemd
   if ctx.systemd_run then
     add { name = "systemd", source = "/run/systemd", target = dir .. "/run/systemd",
-          options = "bind,rec", create = "dir" }
+          options = "rbind", create = "dir" }
   end
   -- 3. resolv.conf, onto its first target under /run when it is a symlink there
   local target = ctx.resolv_target or "/etc/resolv.conf"
@@ -126,7 +126,7 @@ function M.default_plan(ctx)
     add { name = "selinux-relabel", target = dir .. "/run", relabel = M.SELINUX_RUN_LABEL, optional = true }
   end
   -- 6. the new /run
-  add { name = "run", source = dir .. "/run", target = "/run", options = "bind,rec", create = "dir" }
+  add { name = "run", source = dir .. "/run", target = "/run", options = "rbind", create = "dir" }
   return plan
 end
 

@@ -326,8 +326,8 @@ local function child_main(netfd, plan, cmd, env, errw)
     io.stderr:flush()
     core._exit(math.type(res) == "integer" and res or (res == false and 1 or 0))
   end
-  ok, err, code = core.exec(cmd, env)
-  fail("exec", err, code)
+  local _, eerr, ecode = core.exec(cmd, env)
+  fail("exec", eerr, ecode)
 end
 
 --- Resolve argv[1] through PATH here, so that "not found" (127) is told

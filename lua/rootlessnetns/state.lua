@@ -131,7 +131,9 @@ end
 --- A {pid, starttime} record is sane when both are positive integers.
 -- JSON numbers arrive as floats; integral ones are made integers in place.
 function M.valid_identity(rec)
-  if type(rec) ~= "table" then return false end
+  if type(rec) ~= "table" or type(rec.pid) ~= "number" or type(rec.starttime) ~= "number" then
+    return false
+  end
   local pid, st = math.tointeger(rec.pid), math.tointeger(rec.starttime)
   if not (pid and st and pid > 0 and pid < 0x7fffffff and st >= 0) then return false end
   rec.pid, rec.starttime = pid, st

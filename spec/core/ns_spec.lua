@@ -98,7 +98,8 @@ describe("namespace primitives", function()
       }
     end))
     assert.same({ pattern = true, distinct = true, named = true, eexist = true, propagation = "shared" }, res)
-    assert.has_error(function() core.netns_create_in(dir, "../x") end, "bad argument #2 to 'netns_create_in' (invalid namespace name)")
+    assert.has_error(function() core.netns_create_in(dir, "../x") end,
+      "bad argument #2 to 'netns_create_in' (invalid namespace name)")
   end)
 
   userns_it("mount through libmount inside a user+mount namespace", function()
@@ -108,7 +109,7 @@ describe("namespace primitives", function()
       assert(core.mkdir(dir .. "/a"))
       assert(core.mkdir(dir .. "/b"))
       helper.write(dir .. "/a/file", "content")
-      assert(core.mount(dir .. "/a", dir .. "/b", nil, "bind,rec"))
+      assert(core.mount(dir .. "/a", dir .. "/b", nil, "rbind"))
       local out = { seen = helper.read(dir .. "/b/file") }
       assert(core.mount("tmpfs", dir .. "/a", "tmpfs", "nosuid,nodev,noexec,mode=0755"))
       local info = core.mountinfo(dir .. "/a")

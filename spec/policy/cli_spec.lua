@@ -1,0 +1,18 @@
+local cli = require "rootlessnetns.cli"
+
+describe("command line splitting", function()
+  it("takes run's command at its first word or after --", function()
+    assert.same({ { "run" }, { "ip", "-j", "addr" } }, { cli.split { "run", "ip", "-j", "addr" } })
+    assert.same({ { "--backend", "pasta", "run" }, { "-x" } }, { cli.split { "--backend", "pasta", "run", "--", "-x" } })
+    assert.same({ { "run", "--help" } }, { cli.split { "run", "--help" } })
+  end)
+
+  it("takes setup's and teardown's command only after --", function()
+    assert.same({ { "setup", "--nets", "3" }, { "true" } }, { cli.split { "setup", "--nets", "3", "--", "true" } })
+    assert.same({ { "teardown" } }, { cli.split { "teardown" } })
+  end)
+
+  it("keeps option values apart from the command", function()
+    assert.same({ { "--config", "run", "run" }, { "x" } }, { cli.split { "--config", "run", "run", "x" } })
+  end)
+end)

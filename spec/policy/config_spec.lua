@@ -1,0 +1,84 @@
+local config = require "rootlessnetns.config"
+local helper = require "helper"
+
+describe("config", function()
+  after_each(function() helper.cleanup_dirs() end)
+
+  it("has podman's defaults", function()
+    local d = config.defaults()
+    assert.equal("auto", d.backend)
+    assert.equal(65520, d.slirp4netns.mtu)
+    assert.is_false(d.slirp4netns.allow_host_loopback)
+    assert.is_true(d.slirp4netns.enable_ipv6)
+    assert.equal("auto", d.userns)
+  end)
+
+  it("merges nested tables over the defaults", function()
+    local cfg = assert(config.validate { slirp4netns = { mtu = 1500 }, pasta_options = { "-4" } })
+    assert.equal(1500, cfg.slirp4netns.mtu)
+    assert.is_true(cfg.slirp4netns.enable_ipv6)
+    assert.same({ "-4" }, cfg.pasta_options)
+  end)
+
+  local bad = {
+    { { bakend = "pasta" }, "unknown key `bakend`" },
+    { { slirp4netns = { mtu = "big" } }, "key `slirp4netns.mtu` must be a number, not a string" },
+    { { slirp4netns = { mtu = 10 } }, "key `slirp4netns.mtu` must be an integer from 68 to 65521" },
+    { { slirp4netns = { cidr = "10.0.2.0" } }, "IPv4 CIDR" },
+    { { slirp4netns = { colour = 1 } }, "unknown key `slirp4netns.colour`" },
+    { { userns = "nope" }, "must be one of auto, current, podman" },
+    { { pasta_options = { "-4", 5 } }, "item 2 must be a string" },
+    { { pasta_options = "-4" }, "must be a table" },
+    { { state_dir = "relative" }, "must be an absolute path" },
+    { { mounts = {} }, "must be a function" },
+    { { backend = { stop = function() end } }, "needs a function `start`" },
+    { { ready_timeout = -1 }, "seconds" },
+    { { [1] = "x" }, "unknown key `1`" },
+  }
+  for _, case in ipairs(bad) do
+    it("rejects " .. case[2], function()
+      local cfg, err = config.validate(case[1])
+      assert.is_nil(cfg)
+      assert.matches(case[2], err, 1, true)
+    end)
+  end
+
+  it("rejects a file that does not return a table", function()
+    local dir = helper.tmpdir()
+    helper.write(dir .. "/c.lua", "return 42\n")
+    local cfg, err = config.load(dir .. "/c.lua")
+    assert.is_nil(cfg)
+    assert.equal(("config `%s/c.lua`: must return a table, not a number"):format(dir), err)
+  end)
+
+  it("names file and line for syntax and runtime errors", function()
+    local dir = helper.tmpdir()
+    helper.write(dir .. "/syntax.lua", "return {\n  backend = \n}\n")
+    local _, err = config.load(dir .. "/syntax.lua")
+    assert.matches("syntax.lua:3:", err, 1, true)
+    helper.write(dir .. "/runtime.lua", "local x = nil\nreturn { backend = x.y }\n")
+    _, err = config.load(dir .. "/runtime.lua")
+    assert.matches("runtime.lua:2:", err, 1, true)
+  end)
+
+  it("names the file and key of a bad value", function()
+    local dir = helper.tmpdir()
+    helper.write(dir .. "/c.lua", "return { slirp4netns = { allow_host_loopback = 'yes' } }\n")
+    local _, err = config.load(dir .. "/c.lua")
+    assert.equal(("config `%s/c.lua`: key `slirp4netns.allow_host_loopback` must be a boolean, not a string"):format(dir), err)
+  end)
+
+  it("reports a missing explicit file", function()
+    local _, err = config.load("/nonexistent/config.lua")
+    assert.equal("config `/nonexistent/config.lua`: cannot read the file", err)
+  end)
+
+  it("finds the XDG file before /etc", function()
+    local dir = helper.tmpdir()
+    assert(require("rootlessnetns").mkdir(dir .. "/rootlessnetns"))
+    helper.write(dir .. "/rootlessnetns/config.lua", "return {}")
+    local env = { XDG_CONFIG_HOME = dir }
+    assert.equal(dir .. "/rootlessnetns/config.lua", (config.locate(nil, function(k) return env[k] end)))
+    assert.same({ "/x.lua", true }, { config.locate("/x.lua", os.getenv) })
+  end)
+end)
