@@ -59,11 +59,11 @@ deps:
 	@sh tools/deps.sh
 
 demo: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -s all
 	@sh tools/demo.sh
 
 check: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -s all
 	@sh tools/check.sh
 
 lint: deps
@@ -73,11 +73,11 @@ sanitize: deps
 	@sh tools/sanitize.sh
 
 valgrind: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -s all
 	@sh tools/valgrind.sh
 
 bench: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -s all
 	@sh tools/bench.sh
 
 install: $(MODULE)

@@ -26,9 +26,7 @@ pin_child(const char *path, int errfd)
 {
 	int err = 0;
 
-	if (unshare(CLONE_NEWNET) < 0)
-		err = errno;
-	else if (mount("/proc/self/ns/net", path, "none", MS_BIND, NULL) < 0)
+	if (unshare(CLONE_NEWNET) < 0 || mount("/proc/self/ns/net", path, "none", MS_BIND, NULL) < 0)
 		err = errno;
 	if (err)
 		rlns_write_all(errfd, &err, sizeof err);

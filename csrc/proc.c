@@ -75,11 +75,16 @@ rlns_proc_starttime(pid_t pid, unsigned long long *starttime, char *state)
 		if (p)
 			p++;
 	}
-	if (p == NULL || sscanf(p, "%llu", starttime) != 1) {
-		errno = EIO;
-		return -1;
+	if (p != NULL) {
+		char *end;
+
+		errno = 0;
+		*starttime = strtoull(p, &end, 10);
+		if (errno == 0 && end != p && (*end == ' ' || *end == '\0'))
+			return 0;
 	}
-	return 0;
+	errno = EIO;
+	return -1;
 }
 
 static pid_t

@@ -21,7 +21,7 @@ rlns_pushfail(lua_State *L, int err, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(what, sizeof what, fmt, ap);
+	vsnprintf(what, sizeof what, fmt, ap); /* NOLINT(clang-analyzer-valist.Uninitialized): va_start above */
 	va_end(ap);
 	luaL_pushfail(L);
 	if (what[0] != '\0')

@@ -52,6 +52,7 @@ suite() {
 }
 
 step "luacheck" luacheck --quiet lua spec bin/rootlessnetns examples
+step "C static analysis (clang-tidy, cppcheck, gcc -fanalyzer)" sh tools/lint.sh
 
 if [ "$(id -u)" -eq 0 ]; then
 	prepare_test_user
