@@ -34,7 +34,7 @@ send_errno(int fd, int err)
 }
 
 static void __attribute__((noreturn))
-holder_child(int ctl, const char *name)
+holder_child(int ctl, const char *name, int keep)
 {
 	struct sigaction ign = {.sa_handler = SIG_IGN};
 	char go;
@@ -74,9 +74,12 @@ holder_child(int ctl, const char *name)
 		dup2(devnull, 1);
 		dup2(devnull, 2);
 	}
-	/* Nothing of the parent's stays open here: no lock, no pipe. */
-	if (syscall(SYS_close_range, 3U, ~0U, 0U) < 0)
-		for (int fd = 3; fd < 65536; fd++)
+	/* Nothing of the parent's stays open here (no lock, no pipe) but
+	 * @keep, as fd 3: it names the holder's owner in /proc/<pid>/fd/3. */
+	if (keep >= 0 && keep != 3 && dup2(keep, 3) < 0)
+		keep = -1;
+	if (syscall(SYS_close_range, keep >= 0 ? 4U : 3U, ~0U, 0U) < 0)
+		for (int fd = keep >= 0 ? 4 : 3; fd < 65536; fd++)
 			close(fd);
 	for (;;)
 		pause();
@@ -87,6 +90,7 @@ holder_child(int ctl, const char *name)
  * waits for its id maps.
  * @function holder_start
  * @tparam[opt="rlns-holder"] string name process name (comm)
+ * @tparam[opt] Fd|int keep a descriptor the holder keeps open as fd 3
  * @treturn[1] int pid of the holder
  * @treturn[1] Fd control socket for holder_release
  * @return[2] nil, message, errno (e.g. EPERM/ENOSPC when user namespaces are off)
@@ -95,13 +99,14 @@ static int
 l_holder_start(lua_State *L)
 {
 	const char *name = luaL_optstring(L, 1, "rlns-holder");
+	int keep = lua_isnoneornil(L, 2) ? -1 : rlns_checkfd(L, 2);
 	cleanup_close int child_end = -1;
 	int *parent_end;
 	int sv[2], err = 0;
 	ssize_t n;
 	pid_t pid;
 
-	rlns_checknargs(L, 1);
+	rlns_checknargs(L, 2);
 	parent_end = rlns_newfd(L);
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		return rlns_pushfail(L, errno, "socketpair");
@@ -112,7 +117,7 @@ l_holder_start(lua_State *L)
 		return rlns_pushfail(L, errno, "fork");
 	if (pid == 0) {
 		close(sv[0]);
-		holder_child(child_end, name);
+		holder_child(child_end, name, keep);
 	}
 	rlns_closep(&child_end);
 	n = rlns_read_full(*parent_end, &err, sizeof err);

@@ -58,7 +58,7 @@ function M.in_child(fn)
     r:close()
     local ok, res = pcall(fn)
     -- holders made in here would outlive us: they are ours to stop
-    for _, h in ipairs(M.holders) do h:kill(core.SIGKILL) h:wait() end
+    for _, h in ipairs(M.child_holders) do h:kill(core.SIGKILL) h:wait() end
     w:write(cjson.encode { ok = ok, result = ok and res or tostring(res) } or '{"ok":false,"result":"encode"}')
     core._exit(0)
   end
@@ -98,7 +98,7 @@ function M.userns_it(it, pending)
   end
 end
 
-M.holders = {}
+M.child_holders = {}
 
 --- Set up a holder (single mapping) in a child and join it there; for
 -- primitive specs that need to mount.  in_child() stops it afterwards.
@@ -110,7 +110,7 @@ function M.join_fresh_holder()
   assert(core.write_idmap(pid, "gid_map", ("0 %d 1\n"):format(gid)))
   assert(core.holder_release(ctl))
   local proc = assert(core.process(pid))
-  M.holders[#M.holders + 1] = proc
+  M.child_holders[#M.child_holders + 1] = proc
   if proc:fileno() then
     assert(core.setns(proc:fileno(), core.CLONE_NEWUSER | core.CLONE_NEWNS))
   else -- no pidfds (valgrind)
@@ -163,6 +163,50 @@ function M.processes(needle)
     end
   end
   return found
+end
+
+--- Live holder processes of ours (comm "rlns-holder"); with @base, only
+-- those of that state directory (a holder keeps it open as fd 3).
+function M.holders(base)
+  local found = {}
+  local me = core.getuid()
+  for _, name in ipairs(assert(core.listdir("/proc"))) do
+    local pid = math.tointeger(tonumber(name))
+    local st = pid and core.lstat("/proc/" .. name)
+    if st and st.uid == me then
+      local comm = core.readfile("/proc/" .. name .. "/comm", 64)
+      local _, state = core.starttime(pid)
+      if comm == "rlns-holder\n" and state ~= "Z"
+          and (not base or core.readlink("/proc/" .. name .. "/fd/3") == base) then
+        found[#found + 1] = pid
+      end
+    end
+  end
+  return found
+end
+
+--- How many mounts in @pid's mount namespace have @needle as mount point.
+function M.mounts_in(pid, needle)
+  local text = core.readfile(("/proc/%d/mountinfo"):format(pid), 1 << 22) or ""
+  local n = 0
+  for line in text:gmatch("[^\n]+") do
+    local target = line:match("^%S+ %S+ %S+ %S+ (%S+)")
+    if target == needle then n = n + 1 end
+  end
+  return n
+end
+
+--- A private XDG_RUNTIME_DIR for one spec: under /run/user/<uid> when this
+-- user has one (as logind gives), so /run replacement is exercised for real.
+function M.runtime_dir()
+  local base = os.getenv("XDG_RUNTIME_DIR")
+  if base and base:match("^/run/user/") and core.lstat(base) then
+    local dir = ("%s/spec-%d-%d"):format(base, core.getpid(), math.random(1, 1e9))
+    assert(core.mkdir(dir, PRIVATE_DIR))
+    made[#made + 1] = dir
+    return dir
+  end
+  return M.tmpdir()
 end
 
 --- Wait until @fn returns truthy (polling), at most @seconds.

@@ -134,10 +134,34 @@ function M.join(pid, starttime)
   return true
 end
 
+M.COMM = "rlns-holder"
+
+--- Running holders of the state directory @base, found without records:
+-- a holder keeps @base open as its fd 3.
+-- @treturn table list of {pid, starttime}
+function M.find_running(base)
+  local found = {}
+  local me = core.getuid()
+  for _, name in ipairs(core.listdir("/proc") or {}) do
+    local pid = math.tointeger(tonumber(name))
+    local st = pid and core.lstat("/proc/" .. name)
+    if st and st.uid == me and core.readfile("/proc/" .. name .. "/comm", 64) == M.COMM .. "\n"
+        and core.readlink(("/proc/%d/fd/3"):format(pid)) == base then
+      local starttime = core.starttime(pid)
+      if starttime and core.alive(pid, starttime) then
+        found[#found + 1] = { pid = pid, starttime = starttime }
+      end
+    end
+  end
+  return found
+end
+
 --- Create a holder and record it.  Called with the state lock held.
 function M.create(p, ids, ctx)
   local pid, ctl, code
-  pid, ctl, code = core.holder_start("rlns-holder")
+  local basefd = core.open(p.base, "path")
+  pid, ctl, code = core.holder_start(M.COMM, basefd)
+  if basefd then basefd:close() end
   if not pid then return nil, userns_hint("create the holder: " .. ctl, code) end
   core.fault_point("holder-created")
   local ok, err = write_maps(pid, ids, ctx)
@@ -210,8 +234,24 @@ function M.ensure(p, ids, cfg, ctx)
   end
   local rec, warning = M.recorded(p)
   if warning then log.warn("%s", warning) end
-  local created = false
+  local created, replaced = false, false
   if not rec then
+    -- holder.json lost or damaged while its holder lives on: adopt it,
+    -- so the namespace inside is not orphaned.  Extra ones are stopped.
+    local running = M.find_running(p.base)
+    for i, h in ipairs(running) do
+      if i == 1 then
+        if state.write_json(p.holder, h) then
+          rec = h
+          log.warn("adopted the running holder %d (its record `%s` was lost)", h.pid, p.holder)
+        end
+      else
+        core.kill(h.pid, h.starttime, core.SIGKILL)
+      end
+    end
+  end
+  if not rec then
+    replaced = core.lstat(p.holder) ~= nil
     local err
     rec, err = M.create(p, ids, ctx)
     if not rec then return nil, err end
@@ -219,7 +259,7 @@ function M.ensure(p, ids, cfg, ctx)
   end
   local ok, err = M.join(rec.pid, rec.starttime)
   if not ok then return nil, err end
-  return { mode = "own", pid = rec.pid, starttime = rec.starttime, created = created }
+  return { mode = "own", pid = rec.pid, starttime = rec.starttime, created = created, replaced = replaced }
 end
 
 --- Stop our holder (identity checked) and forget it.
@@ -227,6 +267,9 @@ function M.stop(p)
   local rec = state.read_json(p.holder)
   if rec and state.valid_identity(rec) then
     core.kill(rec.pid, rec.starttime, core.SIGKILL)
+  end
+  for _, h in ipairs(M.find_running(p.base)) do
+    core.kill(h.pid, h.starttime, core.SIGKILL)
   end
   local ok, err, code = core.unlink(p.holder)
   if not ok and code ~= errno.ENOENT then return nil, err end

@@ -55,6 +55,11 @@ function M.new(opts)
   local err
   cfg, err = config.validate(overrides, cfg)
   if not cfg then return nil, "options: " .. err end
+  if cfg.backend ~= "auto" then
+    -- an unknown backend is reported before anything is created
+    local ok, berr = backends.resolve(cfg)
+    if not ok then return nil, berr end
+  end
   return setmetatable({ cfg = cfg, getenv = opts.getenv or os.getenv }, Netns)
 end
 
@@ -116,14 +121,41 @@ local function cmdline_mentions(pid, needle)
   return text ~= nil and text:find(needle, 1, true) ~= nil
 end
 
+-- Process names (comm) a backend process may have.
+local BACKEND_COMMS = { ["slirp4netns"] = true, ["pasta"] = true, ["passt"] = true,
+  ["pasta.avx2"] = true, ["passt.avx2"] = true }
+
+--- Backend processes of ours whose command line has @pin as an argument.
+local function processes_naming(pin, extra_comm)
+  local found, me = {}, core.getuid()
+  for _, name in ipairs(core.listdir("/proc") or {}) do
+    local pid = math.tointeger(tonumber(name))
+    local st = pid and core.lstat("/proc/" .. name)
+    local comm = st and st.uid == me and (core.readfile("/proc/" .. name .. "/comm", 64) or ""):gsub("\n$", "")
+    local cmd = comm and (BACKEND_COMMS[comm] or comm == extra_comm)
+      and core.readfile(("/proc/%d/cmdline"):format(pid), 65536)
+    if cmd and ("\0" .. cmd):find("\0" .. pin .. "\0", 1, true) then
+      local starttime = core.starttime(pid)
+      if starttime then found[#found + 1] = { pid = pid, starttime = starttime } end
+    end
+  end
+  return found
+end
+
 --- Stop the backend: the recorded one (identity checked) and a stray that
 -- a crash left unrecorded (its pid file names it and its command line
--- names our pin).  Never waits for it to exit.
+-- names our pin).  When the record itself is lost or damaged, every
+-- process of ours whose command line names our pin is one.  Never waits.
 function Netns:_stop_backend()
   local p = self.paths
   local rec = state.read_json(p.backend)
   if rec and state.valid_identity(rec) then
     core.kill(rec.pid, rec.starttime, core.SIGTERM)
+  elseif core.lstat(p.dir) then
+    local custom = type(self.cfg.backend) == "string" and self.cfg.backend or nil
+    for _, proc in ipairs(processes_naming(p.pin, custom)) do
+      core.kill(proc.pid, proc.starttime, core.SIGTERM)
+    end
   end
   local text = core.readfile(p.pidfile, 64)
   local pid = text and math.tointeger(tonumber(text:match("^%s*(%d+)%s*$") or ""))
@@ -168,9 +200,37 @@ local function info_for_json(info)
   return out
 end
 
+--- Interfaces of the netns other than lo, from /proc/net/dev inside.
+local function foreign_links()
+  local f = io.open("/proc/net/dev", "r")
+  if not f then return 0 end
+  local n = 0
+  for line in f:lines() do
+    local name = line:match("^%s*([^:%s]+):")
+    if name and name ~= "lo" then n = n + 1 end
+  end
+  f:close()
+  return n
+end
+
+--- A killed backend's tap device is torn down by the kernel after the
+-- process is gone; a new backend that starts before that attaches to the
+-- dying device and loses its address and routes with it.  Wait (bounded)
+-- until only lo is left.
+function Netns:_wait_links_gone()
+  local ok, err = child.in_netns(self.paths.pin, function()
+    local deadline = core.clock() + 2
+    while foreign_links() > 0 and core.clock() < deadline do core.sleep(10) end
+    return foreign_links()
+  end)
+  if ok and ok > 0 then log.warn("the old backend's interface is still there after 2 s") end
+  if not ok then log.debug("check interfaces: %s", tostring(err)) end
+end
+
 --- Start the backend into the pinned netns and record it.  Lock held.
 function Netns:_start_backend(created)
   local p, cfg = self.paths, self.cfg
+  if not created then self:_wait_links_gone() end
   local backend, berr = backends.resolve(cfg)
   local res, err
   if backend then
@@ -191,6 +251,10 @@ function Netns:_start_backend(created)
     core.netns_unmount(p.pin, 5000)
     for _, f in ipairs { p.backend, p.info, p.pidfile } do core.unlink(f) end
     if created then core.rmtree(p.dir) end
+    err = tostring(err)
+    if err:find("/dev/net/tun", 1, true) then
+      err = err .. " (hint: /dev/net/tun must be readable and writable by you; 0666 is the usual mode)"
+    end
     return nil, ("rootless netns: start %s: %s"):format(backend and backend.name or "backend", err)
   end
   core.writefile(p.pidfile, tostring(res.pid), PRIVATE_FILE)
@@ -243,7 +307,7 @@ function Netns:_get_or_create(h)
   if is_ns == false then
     -- A plain file: a create killed before its bind mount, or a holder
     -- that died and took the mount with it.
-    if h and h.created then
+    if h and h.created and h.replaced then
       log.warn("the previous holder died; processes still inside the old namespace keep the old network")
     else
       log.warn("`%s` is not a live namespace (left by an interrupted command); recreating it", p.pin)
@@ -252,6 +316,11 @@ function Netns:_get_or_create(h)
     if not ok then return nil, err end
   elseif code ~= errno.ENOENT then
     return nil, ("check `%s`: %s"):format(p.pin, tostring(nerr))
+  elseif core.lstat(p.dir) then
+    -- No pin but a directory: a cleanup that was interrupted.  Finish it
+    -- (its backend may still run) before building anew.
+    local ok, err = self:_cleanup()
+    if not ok then return nil, err end
   end
   local ok, err = state.prepare_dir(p)
   if not ok then return nil, err end
@@ -498,11 +567,11 @@ function Netns:setup(nets, cmd)
   local ns, gerr = self:_get_or_create(h)
   if not ns then lock:close() return nil, gerr end
   if cmd ~= nil then
-    local rok, rerr, code, stage = self:_run_locked(cmd)
+    local rok, rerr, code, stage, how, status = self:_run_locked(cmd)
     if not rok then
       if ns.created and self:_users() == 0 then self:_cleanup() end
       lock:close()
-      return nil, rerr, code, stage
+      return nil, rerr, code, stage, how, status
     end
   end
   local count = state.read_count(self.paths.refcount)
@@ -531,8 +600,8 @@ function Netns:teardown(nets, cmd)
   if h == nil then lock:close() return nil, herr end
   local live = h and core.nsfs(self.paths.pin)
   if live and cmd ~= nil then
-    local rok, rerr, code, stage = self:_run_locked(cmd)
-    if not rok then lock:close() return nil, rerr, code, stage end
+    local rok, rerr, code, stage, how, status = self:_run_locked(cmd)
+    if not rok then lock:close() return nil, rerr, code, stage, how, status end
   end
   local count = state.read_count(self.paths.refcount)
   count = math.max(0, count - n)
@@ -604,7 +673,11 @@ function Netns:info()
   if not st.up then
     return nil, "the rootless netns is not set up (run `rootlessnetns setup` first)", errno.ENOENT
   end
-  local info = state.read_json(self.paths.info) or {}
+  local info, ierr = state.read_json(self.paths.info)
+  if not info then
+    log.warn("%s", ierr or ("`" .. self.paths.info .. "` is missing"))
+    info = {}
+  end
   return {
     IPAddresses = info.IPAddresses or cjson.null,
     DnsForwardIps = info.DnsForwardIps or cjson.null,

@@ -7,17 +7,7 @@ local helper = require "helper"
 
 local userns_it = helper.userns_it(it, pending)
 
--- A private XDG_RUNTIME_DIR per spec: under /run/user/<uid> when this user
--- has one (as logind gives), so /run replacement is exercised for real.
-local function runtime_dir()
-  local base = os.getenv("XDG_RUNTIME_DIR")
-  if base and base:match("^/run/user/") and core.lstat(base) then
-    local dir = ("%s/spec-%d-%d"):format(base, core.getpid(), math.random(1, 1e9))
-    assert(core.mkdir(dir, tonumber("700", 8)))
-    return dir
-  end
-  return helper.tmpdir()
-end
+local runtime_dir = helper.runtime_dir
 
 local function json(text)
   return assert(cjson.decode(text), "not JSON: " .. tostring(text))

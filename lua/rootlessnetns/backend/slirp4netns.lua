@@ -140,6 +140,9 @@ function M.start(ctx)
     ready_r:close()
     return nil, "start slirp4netns: " .. serr
   end
+  -- Recorded at once: if we die before it is ready, the next command
+  -- finds it by this file (and its command line naming our pin).
+  core.writefile(p.pidfile, tostring(proc:pid()), PRIVATE_FILE)
   core.fault_point("backend-spawned")
 
   local deadline = core.clock() + cfg.ready_timeout

@@ -1,0 +1,241 @@
+-- Crashes, dead helpers, reused pids and damaged state: after any of them
+-- the next command works and leaves exactly one holder, one pin, one
+-- backend and the right count.
+local core = require "rootlessnetns"
+local cjson = require "cjson.safe"
+local helper = require "helper"
+
+local userns_it = helper.userns_it(it, pending)
+
+local FAULT_POINTS = {
+  "holder-created", "holder-recorded", "netns-before-create", "netns-placeholder", "netns-created",
+  "backend-spawned", "backend-recorded", "setup-before-count",
+}
+
+for _, backend in ipairs { "slirp4netns", "pasta" } do
+  describe("recovery with " .. backend, function()
+    local xdg, env, paths
+
+    local function cli(args, extra)
+      local e = {}
+      for k, v in pairs(env) do e[k] = v end
+      for k, v in pairs(extra or {}) do e[k] = v end
+      local full = { "--backend", backend }
+      for _, a in ipairs(args) do full[#full + 1] = a end
+      return helper.cli(full, e)
+    end
+
+    local function status()
+      local _, out = cli { "status", "--json" }
+      return assert(cjson.decode(out or ""), "status --json: " .. tostring(out))
+    end
+
+    -- exactly one holder, one pin, one backend, and @nets references
+    local function assert_one_of_each(nets)
+      local st = status()
+      assert.is_true(st.up, "not up")
+      assert.equal(nets, st.refs.nets)
+      assert.equal(1, #helper.holders(paths.base), "holders")
+      assert.equal(1, helper.mounts_in(st.holder.pid, paths.pin), "pin mounts")
+      assert.equal(1, #helper.eventually(function()
+        local b = helper.processes(paths.pin)
+        return #b == 1 and b or nil
+      end, 5) or helper.processes(paths.pin), "backend processes")
+    end
+
+    local function assert_all_gone()
+      assert.is_nil(core.lstat(paths.pin), "pin left")
+      assert.equal(0, #(helper.eventually(function()
+        local b = helper.processes(paths.pin)
+        return #b == 0 and b or nil
+      end, 5) or helper.processes(paths.pin)), "backend left running")
+    end
+
+    before_each(function()
+      xdg = helper.runtime_dir()
+      env = { XDG_RUNTIME_DIR = xdg }
+      local base = xdg .. "/rootlessnetns"
+      paths = {
+        base = base, pin = base .. "/rootless-netns/rootless-netns",
+        backend = base .. "/rootless-netns/backend.json", pidfile = base .. "/rootless-netns/rootless-netns-conn.pid",
+        holder = base .. "/holder.json", count = base .. "/rootless-netns/ref-count",
+        info = base .. "/rootless-netns/info.json",
+      }
+    end)
+
+    after_each(function()
+      helper.cli({ "cleanup" }, env)
+      helper.cleanup_dirs()
+    end)
+
+    for _, point in ipairs(FAULT_POINTS) do
+      userns_it("survives a SIGKILL at " .. point, function()
+        local code = cli({ "setup" }, { ROOTLESSNETNS_FAULT = point })
+        assert.equal(128 + core.SIGKILL, code, "the fault point was not reached")
+        local err
+        code, _, err = cli { "setup" }
+        assert.equal(0, code, err)
+        assert_one_of_each(1)
+        assert.equal(0, (cli { "teardown" }))
+        assert_all_gone()
+      end)
+    end
+
+    for _, point in ipairs { "cleanup-start", "cleanup-unmounted", "cleanup-backend-stopped", "teardown-before-count" } do
+      userns_it("survives a SIGKILL at " .. point .. " during teardown", function()
+        assert.equal(0, (cli { "setup" }))
+        assert.equal(128 + core.SIGKILL, (cli({ "teardown" }, { ROOTLESSNETNS_FAULT = point })))
+        local code, _, err = cli { "setup" }
+        assert.equal(0, code, err)
+        assert_one_of_each(point == "teardown-before-count" and 2 or 1)
+        assert.equal(0, (cli { "teardown", "--nets", "2" }))
+        assert_all_gone()
+      end)
+    end
+
+    userns_it("restarts a killed backend into the same namespace, with a warning", function()
+      assert.equal(0, (cli { "setup" }))
+      local before = status()
+      local st = assert(core.starttime(before.backend.pid))
+      assert(core.kill(before.backend.pid, st, core.SIGKILL))
+      helper.eventually(function() return not core.alive(before.backend.pid, st) end, 5)
+      local code, out, err = cli { "run", "--", "ip", "-o", "route", "show", "default" }
+      assert.equal(0, code, err)
+      assert.matches("default via", out)
+      assert.matches("backend %(pid %d+%) is gone; restarting it", err)
+      local after = status()
+      assert.are_not.equal(before.backend.pid, after.backend.pid)
+      assert.equal(tostring(math.tointeger(after.backend.pid)), helper.read(paths.pidfile))
+      assert_one_of_each(1)
+    end)
+
+    userns_it("rebuilds after the holder is SIGKILLed and stops the orphaned backend", function()
+      assert.equal(0, (cli { "setup" }))
+      local before = status()
+      local hst = assert(core.starttime(before.holder.pid))
+      local bst = assert(core.starttime(before.backend.pid))
+      assert(core.kill(before.holder.pid, hst, core.SIGKILL))
+      helper.eventually(function() return not core.alive(before.holder.pid, hst) end, 5)
+      local code, _, err = cli { "setup" }
+      assert.equal(0, code, err)
+      assert.matches("previous holder died", err)
+      local after = status()
+      assert.are_not.equal(before.holder.pid, after.holder.pid)
+      assert.is_truthy(helper.eventually(function() return not core.alive(before.backend.pid, bst) end, 5),
+        "the orphaned backend still runs")
+      assert.equal(1, #helper.processes(paths.pin))
+      assert.equal(1, #helper.holders(paths.base))
+    end)
+
+    userns_it("replaces a plain file left at the pin", function()
+      assert(core.mkdir(paths.base, tonumber("700", 8)))
+      assert(core.mkdir(paths.base .. "/rootless-netns", tonumber("700", 8)))
+      helper.write(paths.pin, "")
+      local code, _, err = cli { "setup" }
+      assert.equal(0, code, err)
+      assert.matches("not a live namespace", err)
+      assert_one_of_each(1)
+    end)
+
+    userns_it("never signals an unrelated process named by the records", function()
+      assert.equal(0, (cli { "setup" }))
+      local bystander = assert(core.spawn { argv = { "sleep", "60" } })
+      local st = assert(core.starttime(bystander:pid()))
+      local rec = cjson.decode(helper.read(paths.backend))
+      rec.pid, rec.starttime = math.tointeger(rec.pid), math.tointeger(rec.starttime)
+      assert.are_not.equal(st, rec.starttime, "same clock tick; the spec cannot tell them apart")
+      -- the backend "died" and its pid now names a stranger with another start time
+      assert(core.kill(rec.pid, rec.starttime, core.SIGKILL))
+      helper.eventually(function() return not core.alive(rec.pid, rec.starttime) end, 5)
+      rec.pid = bystander:pid()
+      assert(core.writefile(paths.backend, cjson.encode(rec)))
+      assert(core.writefile(paths.pidfile, tostring(bystander:pid())))
+      local code = cli { "status", "--json" }
+      assert.equal(0, code)
+      assert.is_false(status().backend.alive)
+      assert.equal(0, (cli { "run", "--", "true" }))
+      assert.equal(0, (cli { "teardown" }))
+      assert.is_true(core.alive(bystander:pid(), st), "the bystander was signalled")
+      bystander:kill(core.SIGKILL)
+      bystander:wait()
+    end)
+
+    local garbage = { "", "abc", "-1", "0", "4294967296", "{\"pid\": 1.5}", "[]" }
+    for _, junk in ipairs(garbage) do
+      userns_it(("repairs state files holding %q"):format(junk), function()
+        assert.equal(0, (cli { "setup" }))
+        for _, f in ipairs { paths.backend, paths.pidfile, paths.holder, paths.count, paths.info } do
+          helper.write(f, junk)
+        end
+        local code, _, err = cli { "setup" }
+        assert.equal(0, code, err)
+        assert.is_nil(err:match("traceback"), err)
+        for line in err:gmatch("[^\n]+") do
+          assert.matches("^rootlessnetns: warning: ", line)
+        end
+        code, _, err = cli { "info" }
+        assert.equal(0, code, err)
+        assert.equal(0, (cli { "teardown", "--nets", "5" }))
+        assert_all_gone()
+      end)
+    end
+
+    userns_it("leaves nothing usable when the backend fails, with its message", function()
+      local dir = helper.tmpdir()
+      local fake = dir .. "/" .. backend
+      helper.write(fake, "#!/bin/sh\n"
+        .. "case \"$*\" in *--help*) echo '--disable-host-loopback --mtu --enable-sandbox --enable-seccomp --enable-ipv6'; exit 0;; esac\n"
+        .. "echo 'cannot open /dev/net/tun: Permission denied (fake)' >&2; exit 1\n", tonumber("755", 8))
+      local cfgfile = dir .. "/config.lua"
+      helper.write(cfgfile, ("return { %s_path = %q }\n"):format(backend, fake))
+      local code, _, err = cli { "--config", cfgfile, "setup" }
+      assert.equal(125, code)
+      assert.matches("cannot open /dev/net/tun: Permission denied %(fake%)", err)
+      assert.matches("hint: /dev/net/tun", err)
+      assert.is_nil(core.lstat(paths.pin))
+      assert.is_nil(core.lstat(paths.count))
+      code, _, err = cli { "setup" }
+      assert.equal(0, code, err)
+      assert_one_of_each(1)
+    end)
+
+    userns_it("teardown never starts a backend", function()
+      assert.equal(0, (cli { "setup" }))
+      local st = status()
+      local bst = assert(core.starttime(st.backend.pid))
+      assert(core.kill(st.backend.pid, bst, core.SIGKILL))
+      helper.eventually(function() return not core.alive(st.backend.pid, bst) end, 5)
+      local dir = helper.tmpdir()
+      local marker = dir .. "/started"
+      local fake = dir .. "/fake"
+      helper.write(fake, "#!/bin/sh\ntouch " .. marker .. "\nexit 1\n", tonumber("755", 8))
+      helper.write(dir .. "/config.lua", ("return { %s_path = %q }\n"):format(backend, fake))
+      local code, _, err = cli { "--config", dir .. "/config.lua", "teardown" }
+      assert.equal(0, code, err)
+      assert.is_nil(core.lstat(marker), "teardown started a backend")
+      assert_all_gone()
+    end)
+
+    userns_it("counts a retried teardown once", function()
+      assert.equal(0, (cli { "setup", "--nets", "2" }))
+      local code = cli { "teardown", "--", "false" }
+      assert.equal(1, code)
+      assert.equal(2, status().refs.nets)
+      assert.equal(0, (cli { "teardown", "--", "true" }))
+      assert.equal(1, status().refs.nets)
+    end)
+
+    userns_it("reaps the reference of a SIGKILLed run", function()
+      assert.equal(0, (cli { "setup" }))
+      local run = helper.cli({ "--backend", backend, "run", "--", "sleep", "2" }, env, { wait = false })
+      assert.is_truthy(helper.eventually(function() return status().refs.runs == 1 end, 10))
+      run:kill(core.SIGKILL)
+      run:wait()
+      -- the command itself still runs: its record stays until it ends
+      assert.equal(1, status().refs.runs)
+      assert.is_truthy(helper.eventually(function() return status().refs.runs == 0 end, 10))
+      assert.equal(0, (cli { "teardown" }))
+      assert_all_gone()
+    end)
+  end)
+end
