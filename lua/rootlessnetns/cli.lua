@@ -61,18 +61,17 @@ function M.split(args)
     local a = args[i]
     if tail then
       tail[#tail + 1] = a
-    elseif a == "--" and sub and COMMANDS_WITH_TAIL[sub] then
+    elseif a == "--" and sub then
       tail = {}
     elseif sub == "run" and a:sub(1, 1) ~= "-" then
       tail = { a }
+    elseif takes_value[a] and args[i + 1] then
+      -- joined, so a value such as "-1" is not taken for an option
+      i = i + 1
+      head[#head + 1] = a .. "=" .. args[i]
     else
       head[#head + 1] = a
-      if takes_value[a] and args[i + 1] then
-        i = i + 1
-        head[#head + 1] = args[i]
-      elseif not sub and a:sub(1, 1) ~= "-" then
-        sub = a
-      end
+      if not sub and a:sub(1, 1) ~= "-" then sub = a end
     end
     i = i + 1
   end
@@ -214,7 +213,9 @@ local function main(args, getenv)
   local head, tail = M.split(args)
   local parser = build_parser()
   local ok, opts = parser:pparse(head)
-  if not ok then return die(opts .. " (see rootlessnetns --help)") end
+  if not ok then
+    return die(tostring(opts):gsub("%s*\n%s*", "; ") .. " (see rootlessnetns --help)")
+  end
   if opts.version then
     io.stdout:write("rootlessnetns ", core._VERSION, "\n")
     return 0

@@ -184,7 +184,9 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
       local dir = helper.tmpdir()
       local fake = dir .. "/" .. backend
       helper.write(fake, "#!/bin/sh\n"
-        .. "case \"$*\" in *--help*) echo '--disable-host-loopback --mtu --enable-sandbox --enable-seccomp --enable-ipv6'; exit 0;; esac\n"
+        .. "case \"$*\" in *--help*)\n"
+        .. "  echo '--disable-host-loopback --mtu --enable-sandbox --enable-seccomp --enable-ipv6'; exit 0;;\n"
+        .. "esac\n"
         .. "echo 'cannot open /dev/net/tun: Permission denied (fake)' >&2; exit 1\n", tonumber("755", 8))
       local cfgfile = dir .. "/config.lua"
       helper.write(cfgfile, ("return { %s_path = %q }\n"):format(backend, fake))

@@ -1,0 +1,67 @@
+-- Random SIGKILLs during random commands.  Bounded: ROOTLESSNETNS_CHAOS
+-- iterations (default 300, about a minute).  Afterwards: no leaked
+-- process, mount, pin or reference, and the next command works.
+local core = require "rootlessnetns"
+local helper = require "helper"
+
+local userns_it = helper.userns_it(it, pending)
+local ITERATIONS = tonumber(os.getenv("ROOTLESSNETNS_CHAOS")) or 300
+
+describe("chaos", function()
+  userns_it(("%d random commands, about half of them SIGKILLed"):format(ITERATIONS), function()
+    local xdg = helper.runtime_dir()
+    local env = { XDG_RUNTIME_DIR = xdg }
+    local base = xdg .. "/rootlessnetns"
+    local pin = base .. "/rootless-netns/rootless-netns"
+    local commands = {
+      { "run", "--", "sleep", "0.05" }, { "run", "--", "true" }, { "setup" }, { "teardown" },
+      { "--backend", "pasta", "run", "--", "true" }, { "status" },
+    }
+    local seed = os.time()
+    math.randomseed(seed)
+    local outcomes = { killed = 0, ok = 0, failed = 0 }
+    for i = 1, ITERATIONS do
+      local args = commands[math.random(#commands)]
+      local proc = helper.cli(args, env, { wait = false })
+      local kill = math.random() < 0.5
+      if kill then
+        core.sleep(math.random(0, 60))
+        proc:kill(core.SIGKILL)
+      end
+      local how, code = proc:wait(60000)
+      if how == "signaled" and code == core.SIGKILL then
+        outcomes.killed = outcomes.killed + 1
+      elseif how == "exited" and code == 0 then
+        outcomes.ok = outcomes.ok + 1
+      else
+        outcomes.failed = outcomes.failed + 1
+      end
+      if i % 25 == 0 then
+        -- never two backends, never two holders
+        core.sleep(50)
+        assert.is_true(#helper.processes(pin) <= 1, ("seed %d, iteration %d: two backends"):format(seed, i))
+        assert.is_true(#helper.holders(base) <= 1, ("seed %d, iteration %d: two holders"):format(seed, i))
+      end
+    end
+    -- commands that were not killed all worked
+    assert.equal(0, outcomes.failed, ("seed %d: %d commands failed"):format(seed, outcomes.failed))
+    -- the next command works
+    local code, out, err = helper.cli({ "run", "--", "ip", "route" }, env)
+    assert.equal(0, code, err)
+    assert.matches("^default", out)
+    -- dropping every reference leaves nothing but the holder
+    assert.equal(0, (helper.cli({ "teardown", "--nets", "65535" }, env)))
+    assert.is_nil(core.lstat(pin))
+    assert.same({}, helper.eventually(function()
+      local left = helper.processes(pin)
+      return #left == 0 and left or nil
+    end, 5) or helper.processes(pin))
+    local st = require("cjson").decode((select(2, helper.cli({ "status", "--json" }, env))))
+    assert.equal(0, st.refs.nets)
+    assert.equal(0, st.refs.runs)
+    assert.equal(1, #helper.holders(base))
+    assert.equal(0, (helper.cli({ "cleanup" }, env)))
+    assert.equal(0, #helper.holders(base))
+    helper.cleanup_dirs()
+  end)
+end)

@@ -1,0 +1,146 @@
+-- Hostile environments and bad input: refused with one line, status 125,
+-- nothing created.
+local core = require "rootlessnetns"
+local helper = require "helper"
+
+local userns_it = helper.userns_it(it, pending)
+
+local function one_line(err)
+  assert.is_string(err)
+  assert.matches("^rootlessnetns: [^\n]+\n$", err)
+  assert.is_nil(err:find("traceback", 1, true))
+end
+
+describe("a hostile environment", function()
+  after_each(function() helper.cleanup_dirs() end)
+
+  it("refuses an XDG_RUNTIME_DIR that is a symlink", function()
+    local dir = helper.tmpdir()
+    assert(core.mkdir(dir .. "/real", tonumber("700", 8)))
+    assert(core.symlink(dir .. "/real", dir .. "/link"))
+    local code, _, err = helper.cli({ "run", "--", "true" }, { XDG_RUNTIME_DIR = dir .. "/link" })
+    assert.equal(125, code)
+    one_line(err)
+    assert.matches("is a symlink", err)
+    assert.same({}, core.listdir(dir .. "/real"))
+  end)
+
+  it("refuses an XDG_RUNTIME_DIR owned by someone else", function()
+    if core.getuid() == 0 then return end
+    local code, _, err = helper.cli({ "run", "--", "true" }, { XDG_RUNTIME_DIR = "/" })
+    assert.equal(125, code)
+    one_line(err)
+    assert.matches("is owned by uid 0", err)
+  end)
+
+  it("refuses an XDG_RUNTIME_DIR or state dir open to others", function()
+    local dir = helper.tmpdir()
+    assert(core.chmod(dir, tonumber("777", 8)))
+    local code, _, err = helper.cli({ "run", "--", "true" }, { XDG_RUNTIME_DIR = dir })
+    assert.equal(125, code)
+    one_line(err)
+    assert.matches("open to other users", err)
+    assert(core.chmod(dir, tonumber("700", 8)))
+    assert(core.mkdir(dir .. "/rootlessnetns", tonumber("755", 8)))
+    code, _, err = helper.cli({ "run", "--", "true" }, { XDG_RUNTIME_DIR = dir })
+    assert.equal(125, code)
+    assert.matches("state dir .* has mode 0755", err)
+  end)
+
+  it("refuses a state dir that is a symlink", function()
+    local dir = helper.tmpdir()
+    local elsewhere = helper.tmpdir()
+    assert(core.symlink(elsewhere, dir .. "/rootlessnetns"))
+    local code, _, err = helper.cli({ "setup" }, { XDG_RUNTIME_DIR = dir })
+    assert.equal(125, code)
+    assert.matches("state dir .* is a symlink", err)
+    assert.same({}, core.listdir(elsewhere))
+  end)
+
+  userns_it("never writes through a symlink planted in the state dir", function()
+    local dir = helper.runtime_dir()
+    local victim = helper.tmpdir() .. "/victim"
+    helper.write(victim, "precious")
+    assert.equal(0, (helper.cli({ "setup" }, { XDG_RUNTIME_DIR = dir })))
+    local count = dir .. "/rootlessnetns/rootless-netns/ref-count"
+    assert(core.unlink(count))
+    assert(core.symlink(victim, count))
+    local code, _, err = helper.cli({ "setup" }, { XDG_RUNTIME_DIR = dir })
+    assert.equal(0, code, err)
+    assert.equal("precious", helper.read(victim))
+    assert.equal("file", core.lstat(count).type)
+    helper.cli({ "cleanup" }, { XDG_RUNTIME_DIR = dir })
+  end)
+
+  userns_it("names the fix when newuidmap is missing", function()
+    if not core.lstat("/etc/subuid") then return end
+    local dir = helper.runtime_dir()
+    local bin = helper.tmpdir()
+    for _, tool in ipairs { "lua5.4", "sh", "true", "slirp4netns", "ip" } do
+      local path = assert(require("rootlessnetns.child").which(tool))
+      assert(core.symlink(path, bin .. "/" .. tool))
+    end
+    local code, _, err = helper.cli({ "run", "--", "true" }, { XDG_RUNTIME_DIR = dir, PATH = bin })
+    local has_ranges = (helper.read("/etc/subuid") or ""):find("^" .. (os.getenv("USER") or "?") .. ":")
+      or (helper.read("/etc/subuid") or ""):find("\n" .. (os.getenv("USER") or "?") .. ":")
+    if has_ranges then
+      assert.equal(125, code)
+      one_line(err)
+      assert.matches("newuidmap", err)
+      assert.matches("uidmap package", err)
+    end
+    helper.cli({ "cleanup" }, { XDG_RUNTIME_DIR = dir })
+  end)
+end)
+
+describe("bad input", function()
+  local xdg
+  before_each(function() xdg = helper.tmpdir() end)
+  after_each(function() helper.cleanup_dirs() end)
+
+  local function refused(args, pattern)
+    local code, _, err = helper.cli(args, { XDG_RUNTIME_DIR = xdg })
+    assert.equal(125, code)
+    one_line(err)
+    assert.matches(pattern, err)
+    assert.same({}, core.listdir(xdg), "something was created")
+  end
+
+  it("an unknown backend lists the valid ones", function()
+    refused({ "--backend", "vpnkit", "run", "--", "true" }, "valid: auto, pasta, slirp4netns")
+  end)
+
+  for _, n in ipairs { "0", "-1", "abc", "1.5", "99999999", "" } do
+    it(("--nets %q"):format(n), function()
+      refused({ "setup", "--nets", n }, "%-%-nets")
+    end)
+  end
+
+  it("an unknown log level", function()
+    refused({ "--log-level", "loud", "status" }, "unknown log level")
+  end)
+
+  it("an unknown or mistyped config key, naming file and key", function()
+    local dir = helper.tmpdir()
+    helper.write(dir .. "/c.lua", "return { bakend = 'pasta' }\n")
+    refused({ "--config", dir .. "/c.lua", "status" }, "c.lua`: unknown key `bakend`")
+    helper.write(dir .. "/c.lua", "return { slirp4netns = { mtu = '1500' } }\n")
+    refused({ "--config", dir .. "/c.lua", "status" }, "key `slirp4netns.mtu` must be a number")
+  end)
+
+  it("a malformed config, naming file and line", function()
+    local dir = helper.tmpdir()
+    helper.write(dir .. "/c.lua", "return {\n  backend = 'pasta'\n  userns = 'auto'\n}\n")
+    refused({ "--config", dir .. "/c.lua", "status" }, "c.lua:3:")
+  end)
+
+  it("a missing config file", function()
+    refused({ "--config", "/nonexistent/c.lua", "status" }, "cannot read the file")
+  end)
+
+  it("an unknown command or option, and a command given to info", function()
+    refused({ "frobnicate" }, "rootlessnetns: ")
+    refused({ "run", "--bogus" }, "rootlessnetns: ")
+    refused({ "info", "--", "true" }, "takes no command")
+  end)
+end)
