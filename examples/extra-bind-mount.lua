@@ -1,14 +1,14 @@
--- An extra bind mount inside the namespace: the host's /srv/shared shows up
--- read-only as /mnt/shared for every command run inside.
+-- An extra bind mount inside the namespace: a host directory shows up
+-- read-only as /srv for every command run inside.
 --
---   rootlessnetns --config examples/extra-bind-mount.lua run -- ls /mnt/shared
+--   SHARED_DIR=$HOME/shared rootlessnetns --config examples/extra-bind-mount.lua run -- ls /srv
 return {
   mounts = function(plan)
-    -- /run is replaced last, so add before that entry
+    -- add before the last entry, the one that replaces /run
     table.insert(plan, #plan, {
       name = "shared",
-      source = os.getenv("SHARED_DIR") or "/srv/shared",
-      target = "/mnt/shared",
+      source = os.getenv("SHARED_DIR") or ((os.getenv("HOME") or "") .. "/shared"),
+      target = "/srv",
       options = "bind,ro",
     })
     return plan

@@ -42,7 +42,7 @@ suite() {
 	shift
 	echo "check: $name"
 	"$@" -o TAP >"$log" 2>&1
-	grep -E -A3 "^not ok" "$log" | sed "s/^/  | /" | head -200
+	grep -E -A6 "^not ok" "$log" | sed "s/^/  | /" | head -200
 	if ! grep -qE '^1\.\.[0-9]+' "$log"; then
 		failed=$((failed + 1))
 		echo "check: $name: busted did not finish"
@@ -75,14 +75,15 @@ fi
 	export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
 	export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
 	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-	suite "primitive specs under ASan+UBSan" run lua5.4 /usr/bin/busted --cpath='build-sanitize/?.so' spec/core
+	suite "all specs under ASan+UBSan" run lua5.4 /usr/bin/busted --cpath='build-sanitize/?.so'
 	echo "$passed $failed" >"$log.counts"
 )
 read -r passed failed <"$log.counts" && rm -f "$log.counts"
 
-suite "primitive specs under valgrind" run valgrind -q --error-exitcode=99 --leak-check=full \
+suite "all specs under valgrind" run valgrind -q --error-exitcode=99 --leak-check=full \
 	--errors-for-leak-kinds=definite --child-silent-after-fork=yes --track-fds=yes \
-	--log-file=/tmp/rootlessnetns-valgrind.%p.log lua5.4 /usr/bin/busted spec/core
+	--suppressions=tools/valgrind.supp \
+	--log-file=/tmp/rootlessnetns-valgrind.%p.log lua5.4 /usr/bin/busted
 if grep -l 'ERROR SUMMARY: [1-9]' /tmp/rootlessnetns-valgrind.*.log >/dev/null 2>&1; then
 	failed=$((failed + 1))
 	echo "check: valgrind reported errors:"

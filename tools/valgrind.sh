@@ -5,7 +5,7 @@ set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/tools/testenv.sh"
 cd "$here"
-VG="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --child-silent-after-fork=yes --track-fds=yes"
+VG="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --child-silent-after-fork=yes --track-fds=yes --suppressions=tools/valgrind.supp"
 if [ "$(id -u)" -eq 0 ]; then
 	prepare_test_user
 	tree=$(stage_tree "$here")

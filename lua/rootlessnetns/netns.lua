@@ -111,7 +111,10 @@ function Netns:_enter_holder(may_create)
   return h
 end
 
+-- A backend either runs a process (pid + start time), or has none at all
+-- (start returned pid = false: a loopback-only namespace, say).
 local function backend_alive(rec)
+  if type(rec) == "table" and rec.noprocess == true and type(rec.name) == "string" then return true end
   return state.valid_identity(rec) and core.alive(rec.pid, rec.starttime)
 end
 
@@ -119,6 +122,15 @@ end
 local function cmdline_mentions(pid, needle)
   local text = core.readfile(("/proc/%d/cmdline"):format(pid), 65536)
   return text ~= nil and text:find(needle, 1, true) ~= nil
+end
+
+--- The configured backend when it is a custom one and made @rec, for its
+-- optional stop(rec, ctx) hook.
+function Netns:_custom_backend(rec)
+  local b = self.cfg.backend
+  if b == "auto" or backends.BUILTIN[b] then return nil end
+  local backend = backends.resolve(self.cfg)
+  return backend and backend.name == rec.name and backend or nil
 end
 
 -- Process names (comm) a backend process may have.
@@ -149,9 +161,14 @@ end
 function Netns:_stop_backend()
   local p = self.paths
   local rec = state.read_json(p.backend)
+  local custom = rec and self:_custom_backend(rec)
+  if custom and custom.stop then
+    local ok, err = pcall(custom.stop, rec, { cfg = self.cfg, paths = p, core = core, log = log })
+    if not ok then log.warn("backend %s stop: %s", tostring(custom.name), tostring(err)) end
+  end
   if rec and state.valid_identity(rec) then
     core.kill(rec.pid, rec.starttime, core.SIGTERM)
-  elseif core.lstat(p.dir) then
+  elseif not (rec and rec.noprocess) and core.lstat(p.dir) then
     local custom = type(self.cfg.backend) == "string" and self.cfg.backend or nil
     for _, proc in ipairs(processes_naming(p.pin, custom)) do
       core.kill(proc.pid, proc.starttime, core.SIGTERM)
@@ -242,8 +259,9 @@ function Netns:_start_backend(created)
   else
     err = berr
   end
-  if res and not state.valid_identity(res) then
-    err = ("backend %s returned no pid/starttime"):format(backend.name)
+  local noprocess = res and res.pid == false
+  if res and not noprocess and not state.valid_identity(res) then
+    err = ("backend %s returned no pid/starttime (pid = false: no process)"):format(backend.name)
     res = nil
   end
   if not res then
@@ -257,7 +275,11 @@ function Netns:_start_backend(created)
     end
     return nil, ("rootless netns: start %s: %s"):format(backend and backend.name or "backend", err)
   end
-  core.writefile(p.pidfile, tostring(res.pid), PRIVATE_FILE)
+  if noprocess then
+    core.unlink(p.pidfile)
+  else
+    core.writefile(p.pidfile, tostring(res.pid), PRIVATE_FILE)
+  end
   local text = resolvconf.generate {
     host = read_host_file("/etc/resolv.conf") or "",
     read = read_host_file,
@@ -267,7 +289,7 @@ function Netns:_start_backend(created)
   if cfg.resolv_conf then
     local ok, out = pcall(cfg.resolv_conf, text, { nameservers = res.nameservers, ipv6 = res.ipv6 })
     if not ok or type(out) ~= "string" then
-      core.kill(res.pid, res.starttime, core.SIGTERM)
+      if not noprocess then core.kill(res.pid, res.starttime, core.SIGTERM) end
       core.netns_unmount(p.pin, 5000)
       return nil, "config resolv_conf hook: " .. (ok and "must return a string" or tostring(out))
     end
@@ -276,12 +298,12 @@ function Netns:_start_backend(created)
   local ok, werr = core.writefile(p.resolv, text, PUBLIC_FILE)
   if ok then ok, werr = state.write_json(p.info, info_for_json(res.info)) end
   if ok then
-    ok, werr = state.write_json(p.backend, {
+    ok, werr = state.write_json(p.backend, noprocess and { name = backend.name, noprocess = true } or {
       name = backend.name, pid = res.pid, starttime = res.starttime, argv = res.argv,
     })
   end
   if not ok then
-    core.kill(res.pid, res.starttime, core.SIGTERM)
+    if not noprocess then core.kill(res.pid, res.starttime, core.SIGTERM) end
     core.netns_unmount(p.pin, 5000)
     return nil, werr
   end
@@ -654,8 +676,8 @@ function Netns:status()
   local entered = self:_enter_holder(false)
   local live = entered and core.nsfs(p.pin) or false
   local brec = state.read_json(p.backend)
-  if brec and state.valid_identity(brec) then
-    out.backend = { name = brec.name, pid = brec.pid, alive = core.alive(brec.pid, brec.starttime) }
+  if brec and (brec.noprocess or state.valid_identity(brec)) then
+    out.backend = { name = brec.name, pid = brec.pid or cjson.null, alive = backend_alive(brec) }
   end
   local nets = state.read_count(p.refcount)
   out.refs = { nets = nets, runs = state.live_refs(p) }

@@ -1,0 +1,66 @@
+local core = require "rootlessnetns"
+local doctor = require "rootlessnetns.doctor"
+local helper = require "helper"
+
+local function by_name(results)
+  local out = {}
+  for _, r in ipairs(results) do out[r.name] = r end
+  return out
+end
+
+describe("doctor", function()
+  after_each(function() helper.cleanup_dirs() end)
+
+  it("checks this machine, each line ok, warn or fail with a fix", function()
+    local results = doctor.run { getenv = os.getenv }
+    assert.is_true(#results >= 7)
+    for _, r in ipairs(results) do
+      assert.is_truthy(r.status == "ok" or r.status == "warn" or r.status == "fail", r.name)
+      assert.is_string(r.detail)
+      if r.status ~= "ok" then assert.is_string(r.fix, r.name .. " has no fix") end
+    end
+    local names = by_name(results)
+    for _, n in ipairs { "user namespaces", "subordinate ids", "newuidmap", "newgidmap", "/dev/net/tun",
+                         "pasta", "slirp4netns", "XDG_RUNTIME_DIR" } do
+      assert.is_table(names[n], n)
+    end
+  end)
+
+  it("fails on a faked host without user namespaces, tun device or subordinate ids", function()
+    local root = helper.tmpdir()
+    for _, d in ipairs { "/proc", "/proc/sys", "/proc/sys/user", "/proc/sys/kernel", "/etc", "/dev" } do
+      assert(core.mkdir(root .. d))
+    end
+    helper.write(root .. "/proc/sys/user/max_user_namespaces", "0\n")
+    helper.write(root .. "/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1\n")
+    local results = doctor.run { getenv = os.getenv, root = root, user = "nobody-here" }
+    local r = by_name(results)
+    assert.equal("fail", r["user namespaces"].status)
+    assert.matches("max_user_namespaces", r["user namespaces"].fix)
+    assert.equal("warn", r["apparmor userns restriction"].status)
+    assert.equal("warn", r["subordinate ids"].status)
+    assert.matches("usermod %-%-add%-subuids", r["subordinate ids"].fix)
+    assert.equal("fail", r["/dev/net/tun"].status)
+    assert.is_true(doctor.failed(results))
+  end)
+
+  it("fails when XDG_RUNTIME_DIR is unusable", function()
+    local env = { XDG_RUNTIME_DIR = "relative" }
+    local r = by_name(doctor.run { getenv = function(k) return env[k] end })
+    assert.equal("fail", r.XDG_RUNTIME_DIR.status)
+  end)
+end)
+
+describe("doctor on the command line", function()
+  after_each(function() helper.cleanup_dirs() end)
+
+  it("prints JSON with every check and exits by the verdict", function()
+    local code, out = helper.cli({ "doctor", "--json" }, { XDG_RUNTIME_DIR = helper.tmpdir() })
+    local doc = assert(require("cjson").decode(out))
+    assert.is_table(doc.checks)
+    assert.equal(doc.ok and 0 or 1, code)
+    code, out = helper.cli({ "doctor" }, { XDG_RUNTIME_DIR = "relative" })
+    assert.equal(1, code)
+    assert.matches("fail  XDG_RUNTIME_DIR", out)
+  end)
+end)
