@@ -169,8 +169,8 @@ function Netns:_stop_backend()
   if rec and state.valid_identity(rec) then
     core.kill(rec.pid, rec.starttime, core.SIGTERM)
   elseif not (rec and rec.noprocess) and core.lstat(p.dir) then
-    local custom = type(self.cfg.backend) == "string" and self.cfg.backend or nil
-    for _, proc in ipairs(processes_naming(p.pin, custom)) do
+    local module_name = type(self.cfg.backend) == "string" and self.cfg.backend or nil
+    for _, proc in ipairs(processes_naming(p.pin, module_name)) do
       core.kill(proc.pid, proc.starttime, core.SIGTERM)
     end
   end
