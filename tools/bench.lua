@@ -1,7 +1,10 @@
 -- make bench: latency and throughput figures, measured side by side with
 -- their floors in one run.  It prints; it asserts nothing.
 --
---   lua5.4 tools/bench.lua [ROUNDS]      (from the tree root, unprivileged)
+--   lua5.4 tools/bench.lua [ROUNDS] [CLI]   (from the tree root, unprivileged)
+--
+-- CLI is the command to measure (default: the installed-style one that
+-- tools/bench.sh puts under a scratch prefix; else bin/rootlessnetns).
 package.path = "lua/?.lua;" .. package.path
 package.cpath = "build/?.so;" .. package.cpath
 
@@ -9,7 +12,7 @@ local core = require "rootlessnetns"
 local cjson = require "cjson.safe"
 
 local ROUNDS = tonumber(arg[1]) or 30
-local CLI = { "lua5.4", "bin/rootlessnetns" }
+local CLI = arg[2] and { arg[2] } or { "lua5.4", "bin/rootlessnetns" }
 
 local xdg = ("%s/bench-%d"):format(os.getenv("XDG_RUNTIME_DIR") or "/tmp", core.getpid())
 assert(core.mkdir(xdg, tonumber("700", 8)))

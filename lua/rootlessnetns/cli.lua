@@ -209,19 +209,37 @@ function handlers.doctor(_, opts, _, getenv)
   return doctor.failed(results) and 1 or 0
 end
 
+--- `[--config=F] [--backend=B] [--log-level=L] run` needs no parser: the
+-- warm path of `run` does not load argparse.  Anything else returns nil.
+local GLOBAL_OPTIONS = { ["--config"] = "config", ["--backend"] = "backend", ["--log-level"] = "log_level" }
+function M.quick_parse(head)
+  if head[#head] ~= "run" then return nil end
+  local opts = { command = "run" }
+  for i = 1, #head - 1 do
+    local name, value = head[i]:match("^(%-%-[%w-]+)=(.*)$")
+    local key = name and GLOBAL_OPTIONS[name]
+    if not key or opts[key] then return nil end
+    opts[key] = value
+  end
+  return opts
+end
+
 local function main(args, getenv)
   local head, tail = M.split(args)
-  local parser = build_parser()
-  local ok, opts = parser:pparse(head)
-  if not ok then
-    return die(tostring(opts):gsub("%s*\n%s*", "; ") .. " (see rootlessnetns --help)")
+  local opts = M.quick_parse(head)
+  if not opts then
+    local ok
+    ok, opts = build_parser():pparse(head)
+    if not ok then
+      return die(tostring(opts):gsub("%s*\n%s*", "; ") .. " (see rootlessnetns --help)")
+    end
   end
   if opts.version then
     io.stdout:write("rootlessnetns ", core._VERSION, "\n")
     return 0
   end
   if not opts.command then
-    io.stdout:write(parser:get_help(), "\n")
+    io.stdout:write(build_parser():get_help(), "\n")
     return M.EXIT_OURS
   end
   if tail and not COMMANDS_WITH_TAIL[opts.command] then

@@ -12,14 +12,24 @@
 -- podman's commands do; its network namespace never changes.
 local core = require "rootlessnetns"
 local cjson = require "cjson.safe"
-local backends = require "rootlessnetns.backends"
 local child = require "rootlessnetns.child"
 local config = require "rootlessnetns.config"
 local holder = require "rootlessnetns.holder"
 local log = require "rootlessnetns.log"
 local mounts = require "rootlessnetns.mounts"
-local resolvconf = require "rootlessnetns.resolvconf"
 local state = require "rootlessnetns.state"
+
+-- Needed only when a backend starts (or a backend name is checked): not
+-- loaded on the warm path.
+local function lazy(name)
+  return setmetatable({}, { __index = function(t, k)
+    local mod = require(name)
+    setmetatable(t, { __index = mod })
+    return mod[k]
+  end })
+end
+local backends = lazy "rootlessnetns.backends"
+local resolvconf = lazy "rootlessnetns.resolvconf"
 
 -- (Lua has no octal literals)
 local PRIVATE_FILE = tonumber("600", 8)
@@ -396,6 +406,9 @@ end
 
 --- Child side: enter the netns, private mounts, then exec or call.
 local function child_main(netfd, plan, cmd, env, errw)
+  -- Short-lived and about to exec: collecting garbage would only copy
+  -- the parent's heap pages (copy-on-write) for nothing.
+  collectgarbage("stop")
   local function fail(stage, msg, code)
     errw:write(("%s\n%d\n%s"):format(stage, code or 0, msg))
     core._exit(stage == "exec" and ((code == errno.ENOENT) and 127 or 126) or 125)
