@@ -96,7 +96,8 @@ for _ = 1, 200 do
   target = st and tonumber(st:match("%d+"))
   if target then break end
 end
-local t_nsenter = target and measure({ "nsenter", "-U", "-m", "-n", "--preserve-credentials", "-t", tostring(target), "true" }, ROUNDS)
+local t_nsenter = target
+  and measure({ "nsenter", "-U", "-m", "-n", "--preserve-credentials", "-t", tostring(target), "true" }, ROUNDS)
 row("nsenter -U -m -n --preserve-credentials -t RUN true (floor)", t_nsenter)
 local t_warm = measure(argv("run", "--", "true"), ROUNDS)
 row("rootlessnetns run -- true (warm)", t_warm, t_nsenter)

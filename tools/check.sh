@@ -51,7 +51,7 @@ suite() {
 	count_tap "$name"
 }
 
-step "luacheck" luacheck --quiet lua spec bin/rootlessnetns examples
+step "luacheck" luacheck --quiet lua spec bin/rootlessnetns examples tools/bench.lua
 step "C static analysis (clang-tidy, cppcheck, gcc -fanalyzer)" sh tools/lint.sh
 
 if [ "$(id -u)" -eq 0 ]; then
