@@ -96,6 +96,15 @@ function M.run(env)
     add("/dev/net/tun", "ok", "read/write")
   end
 
+  -- Debian's passt AppArmor profile confines pasta to a few paths
+  local aa = read(root .. "/sys/module/apparmor/parameters/enabled")
+  if aa and aa:match("^Y") and core.lstat(root .. "/etc/apparmor.d/usr.bin.passt") then
+    add("apparmor passt profile", "warn",
+      "/etc/apparmor.d/usr.bin.passt confines pasta: it may be denied the netns pin and pid file"
+        .. " under $XDG_RUNTIME_DIR/rootlessnetns",
+      "use backend = \"slirp4netns\" (the default with this pasta), or aa-complain /usr/bin/passt")
+  end
+
   -- backends
   local pasta = require "rootlessnetns.backend.pasta"
   local slirp = require "rootlessnetns.backend.slirp4netns"

@@ -185,7 +185,9 @@ end
 -- @treturn[1] true
 -- @return[2] nil, "mount step `name`: ...", errno
 function M.apply(plan, log)
+  local debug = log and log.enabled("debug")
   for _, e in ipairs(plan) do
+    local t0 = debug and core.clock()
     local ok, err, code = create_target(e)
     if ok then
       if e.relabel then
@@ -200,6 +202,9 @@ function M.apply(plan, log)
         return nil, ("mount step `%s`: %s"):format(e.name or "?", err), code
       end
       if log then log.debug("optional mount step `%s` failed: %s", e.name or "?", err) end
+    elseif debug then
+      log.debug("mounted %s: %s on %s (%s) in %.2f ms", e.name or "?", e.source or e.fstype or "-", e.target,
+        e.relabel and ("label " .. e.relabel) or e.options or "", (core.clock() - t0) * 1000)
     end
   end
   return true

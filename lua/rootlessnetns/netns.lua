@@ -90,8 +90,10 @@ function Netns:_open()
 end
 
 function Netns:_lock(mode)
+  local t0 = core.clock()
   local lock, err = core.flock(self.paths.lock, mode or "ex")
   if not lock then return nil, err end
+  log.debug("locked `%s` (%s) after %.2f ms", self.paths.lock, mode or "ex", (core.clock() - t0) * 1000)
   return lock
 end
 
@@ -115,8 +117,11 @@ function Netns:_enter_holder(may_create)
       passwd:close()
     end
   end
+  local t0 = core.clock()
   local h, err = holder.ensure(self.paths, self.ids, self.cfg, { runtime_dir = self.runtime_dir })
   if not h then return nil, err end
+  log.debug("%s holder %s (%s) in %.2f ms", h.created and "created and joined" or "joined",
+    tostring(h.pid or "-"), h.mode, (core.clock() - t0) * 1000)
   joined = h
   return h
 end
@@ -328,6 +333,7 @@ function Netns:_get_or_create(h)
   if is_ns then
     local rec, rerr = state.read_json(p.backend)
     if backend_alive(rec) then
+      log.debug("reusing netns `%s` with %s (pid %s)", p.pin, tostring(rec.name), tostring(rec.pid or "-"))
       return { created = false, backend = rec.name, pid = rec.pid, info = state.read_json(p.info) }
     end
     if rerr then log.warn("%s", rerr) end
@@ -423,6 +429,7 @@ local function child_main(netfd, plan, cmd, env, errw)
   if not ok then fail("setup", err, code) end
   ok, err, code = mounts.apply(plan, log)
   if not ok then fail("setup", err, code) end
+  if type(cmd) == "table" then log.debug("exec %s", table.concat(cmd, " ")) end
   if type(cmd) == "function" then
     local fok, res = pcall(cmd)
     if not fok then fail("function", tostring(res), 0) end

@@ -33,11 +33,19 @@ describe("doctor", function()
     end
     helper.write(root .. "/proc/sys/user/max_user_namespaces", "0\n")
     helper.write(root .. "/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1\n")
+    for _, d in ipairs { "/sys", "/sys/module", "/sys/module/apparmor", "/sys/module/apparmor/parameters",
+                         "/etc/apparmor.d" } do
+      assert(core.mkdir(root .. d))
+    end
+    helper.write(root .. "/sys/module/apparmor/parameters/enabled", "Y\n")
+    helper.write(root .. "/etc/apparmor.d/usr.bin.passt", "profile passt {}\n")
     local results = doctor.run { getenv = os.getenv, root = root, user = "nobody-here" }
     local r = by_name(results)
     assert.equal("fail", r["user namespaces"].status)
     assert.matches("max_user_namespaces", r["user namespaces"].fix)
     assert.equal("warn", r["apparmor userns restriction"].status)
+    assert.equal("warn", r["apparmor passt profile"].status)
+    assert.matches("slirp4netns", r["apparmor passt profile"].fix)
     assert.equal("warn", r["subordinate ids"].status)
     assert.matches("usermod %-%-add%-subuids", r["subordinate ids"].fix)
     assert.equal("fail", r["/dev/net/tun"].status)

@@ -108,3 +108,60 @@ describe("the Lua API", function()
     assert.matches("options: key `slirp4netns.mtu`", err)
   end)
 end)
+
+describe("output", function()
+  local xdg, env
+  before_each(function()
+    xdg = helper.runtime_dir()
+    env = { XDG_RUNTIME_DIR = xdg }
+  end)
+  after_each(function()
+    helper.cli({ "cleanup" }, env)
+    helper.cleanup_dirs()
+  end)
+
+  local function keys(t)
+    local out = {}
+    for k in pairs(t) do out[#out + 1] = k end
+    table.sort(out)
+    return out
+  end
+
+  userns_it("--log-level debug logs each step with its time", function()
+    local code, _, err = helper.cli({ "--log-level", "debug", "--backend", "slirp4netns", "run", "--", "true" }, env)
+    assert.equal(0, code, err)
+    for _, pattern in ipairs {
+      "debug: locked `.-` %(ex%) after [%d.]+ ms",
+      "debug: created and joined holder %d+ %(own%) in [%d.]+ ms",
+      "debug: created netns `",
+      "debug: exec /%S*slirp4netns ",
+      "debug: slirp4netns started in [%d.]+ ms",
+      "debug: mounted run: .- on /run %(rbind%) in [%d.]+ ms",
+      "debug: exec /%S*/true",
+      "debug: cleaned up `",
+    } do
+      assert.matches(pattern, err)
+    end
+  end)
+
+  userns_it("status and info JSON carry exactly the documented keys", function()
+    local st = assert(require("cjson.safe").decode((select(2, helper.cli({ "status", "--json" }, env)))))
+    assert.same({ "backend", "holder", "netns", "pin", "refs", "state_dir", "up" }, keys(st))
+    assert.same({ "alive", "pid" }, keys(st.holder))
+    assert.same({ "nets", "runs" }, keys(st.refs))
+    assert.equal(0, (helper.cli({ "--backend", "slirp4netns", "setup" }, env)))
+    st = require("cjson").decode((select(2, helper.cli({ "status", "--json" }, env))))
+    assert.same({ "alive", "name", "pid" }, keys(st.backend))
+    local info = require("cjson").decode((select(2, helper.cli({ "info", "--json" }, env))))
+    assert.same({ "DnsForwardIps", "IPAddresses", "MapGuestIps", "backend", "backend_pid", "holder_pid", "refs" }, keys(info))
+    assert.equal(0, (helper.cli({ "teardown" }, env)))
+  end)
+
+  userns_it("status and info print aligned tables for people", function()
+    local code, out = helper.cli({ "status" }, env)
+    assert.equal(0, code)
+    assert.matches("^state       down\n", out)
+    code = helper.cli({ "info" }, env)
+    assert.equal(125, code) -- not set up
+  end)
+end)
