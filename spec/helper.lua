@@ -147,17 +147,17 @@ function M.cli(args, env, opts)
   return how == "signaled" and 128 + code or code, M.read(dir .. "/out"), M.read(dir .. "/err")
 end
 
---- Live (non-zombie) processes of ours whose command line contains @needle.
-function M.processes(needle)
+--- Live (non-zombie) processes of ours, other than this one, for which
+-- @pred(pid, name) is true.
+local function our_processes(pred)
   local found = {}
-  local me = core.getuid()
+  local me, self_pid = core.getuid(), core.getpid()
   for _, name in ipairs(assert(core.listdir("/proc"))) do
     local pid = math.tointeger(tonumber(name))
-    if pid and pid ~= core.getpid() then
-      local st = core.lstat("/proc/" .. name)
-      local cmd = st and st.uid == me and core.readfile("/proc/" .. name .. "/cmdline", 65536)
+    local st = pid and pid ~= self_pid and core.lstat("/proc/" .. name)
+    if st and st.uid == me then
       local _, state = core.starttime(pid)
-      if cmd and state ~= "Z" and state ~= "X" and cmd:find(needle, 1, true) then
+      if state and state ~= "Z" and state ~= "X" and pred(pid, name) then
         found[#found + 1] = pid
       end
     end
@@ -165,24 +165,37 @@ function M.processes(needle)
   return found
 end
 
+--- Live processes of ours whose command line contains @needle.
+function M.processes(needle)
+  return our_processes(function(_, name)
+    local cmd = core.readfile("/proc/" .. name .. "/cmdline", 65536)
+    return cmd and cmd:find(needle, 1, true)
+  end)
+end
+
 --- Live holder processes of ours (comm "rlns-holder"); with @base, only
 -- those of that state directory (a holder keeps it open as fd 3).
 function M.holders(base)
-  local found = {}
-  local me = core.getuid()
-  for _, name in ipairs(assert(core.listdir("/proc"))) do
-    local pid = math.tointeger(tonumber(name))
-    local st = pid and core.lstat("/proc/" .. name)
-    if st and st.uid == me then
-      local comm = core.readfile("/proc/" .. name .. "/comm", 64)
-      local _, state = core.starttime(pid)
-      if comm == "rlns-holder\n" and state ~= "Z"
-          and (not base or core.readlink("/proc/" .. name .. "/fd/3") == base) then
-        found[#found + 1] = pid
-      end
-    end
-  end
-  return found
+  return our_processes(function(_, name)
+    return core.readfile("/proc/" .. name .. "/comm", 64) == "rlns-holder\n"
+      and (not base or core.readlink("/proc/" .. name .. "/fd/3") == base)
+  end)
+end
+
+--- A fresh XDG_RUNTIME_DIR for each spec of a describe block, cleaned up
+-- after it: local fx = helper.state_fixture(before_each, after_each),
+-- then fx.xdg and fx.env.
+function M.state_fixture(before_each, after_each)
+  local fx = {}
+  before_each(function()
+    fx.xdg = M.runtime_dir()
+    fx.env = { XDG_RUNTIME_DIR = fx.xdg }
+  end)
+  after_each(function()
+    M.cli({ "cleanup" }, fx.env)
+    M.cleanup_dirs()
+  end)
+  return fx
 end
 
 --- How many mounts in @pid's mount namespace have @needle as mount point.

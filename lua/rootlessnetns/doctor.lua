@@ -9,13 +9,7 @@ local state = require "rootlessnetns.state"
 local SETUID_BIT = tonumber("4000", 8)
 local M = {}
 
-local function read(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = state.read_host_file
 
 local function num(path)
   local s = read(path)

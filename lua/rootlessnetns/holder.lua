@@ -41,13 +41,7 @@ function M.map_args(pid, own, ranges)
   return args
 end
 
-local function read_text(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  return text
-end
+local read_text = state.read_host_file
 
 local function run_helper(argv)
   local r, w = core.pipe()

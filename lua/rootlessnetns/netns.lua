@@ -215,14 +215,6 @@ function Netns:_cleanup()
   return true
 end
 
-local function read_host_file(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  return text
-end
-
 local function info_for_json(info)
   local out = {}
   for _, key in ipairs { "IPAddresses", "DnsForwardIps", "MapGuestIps" } do
@@ -296,8 +288,8 @@ function Netns:_start_backend(created)
     core.writefile(p.pidfile, tostring(res.pid), PRIVATE_FILE)
   end
   local text = resolvconf.generate {
-    host = read_host_file("/etc/resolv.conf") or "",
-    read = read_host_file,
+    host = state.read_host_file("/etc/resolv.conf") or "",
+    read = state.read_host_file,
     nameservers = res.nameservers,
     ipv6 = res.ipv6,
   }
@@ -588,12 +580,11 @@ local function check_nets(nets)
   return nets
 end
 
---- Create if needed, run @cmd inside, then count @nets more users.
--- The count grows only when everything succeeded; a namespace created by
--- this call is removed again when the command fails.
--- @treturn[1] true
--- @return[2] nil, message
-function Netns:setup(nets, cmd)
+--- What setup and teardown start with: check the arguments, take the
+-- lock, join (or, when @may_create, create) the holder.
+-- @treturn[1] table {nets, lock, holder}
+-- @return[2] nil, message, errno, stage
+function Netns:_begin_counted(nets, cmd, may_create)
   local n, nerr = check_nets(nets)
   if not n then return nil, nerr, errno.EINVAL, "usage" end
   if cmd ~= nil then
@@ -604,9 +595,24 @@ function Netns:setup(nets, cmd)
   if not ok then return nil, err end
   local lock, lerr = self:_lock()
   if not lock then return nil, lerr end
-  local h, herr = self:_enter_holder(true)
-  if not h then lock:close() return nil, herr end
-  local ns, gerr = self:_get_or_create(h)
+  local h, herr = self:_enter_holder(may_create)
+  if h == nil then
+    lock:close()
+    return nil, herr
+  end
+  return { nets = n, lock = lock, holder = h }
+end
+
+--- Create if needed, run @cmd inside, then count @nets more users.
+-- The count grows only when everything succeeded; a namespace created by
+-- this call is removed again when the command fails.
+-- @treturn[1] true
+-- @return[2] nil, message
+function Netns:setup(nets, cmd)
+  local begun, berr, bcode, bstage = self:_begin_counted(nets, cmd, true)
+  if not begun then return nil, berr, bcode, bstage end
+  local lock, n = begun.lock, begun.nets
+  local ns, gerr = self:_get_or_create(begun.holder)
   if not ns then lock:close() return nil, gerr end
   if cmd ~= nil then
     local rok, rerr, code, stage, how, status = self:_run_locked(cmd)
@@ -618,7 +624,7 @@ function Netns:setup(nets, cmd)
   end
   local count = state.read_count(self.paths.refcount)
   core.fault_point("setup-before-count")
-  ok, err = state.write_count(self.paths.refcount, count + n)
+  local ok, err = state.write_count(self.paths.refcount, count + n)
   lock:close()
   if not ok then return nil, err end
   return true
@@ -628,18 +634,9 @@ end
 -- failed command leaves the count alone (the caller retries).  Never
 -- starts a backend: tearing down a namespace whose backend died works.
 function Netns:teardown(nets, cmd)
-  local n, nerr = check_nets(nets)
-  if not n then return nil, nerr, errno.EINVAL, "usage" end
-  if cmd ~= nil then
-    local ok, err = check_cmd(cmd)
-    if not ok then return nil, err, errno.EINVAL, "usage" end
-  end
-  local ok, err = self:_open()
-  if not ok then return nil, err end
-  local lock, lerr = self:_lock()
-  if not lock then return nil, lerr end
-  local h, herr = self:_enter_holder(false)
-  if h == nil then lock:close() return nil, herr end
+  local begun, berr, bcode, bstage = self:_begin_counted(nets, cmd, false)
+  if not begun then return nil, berr, bcode, bstage end
+  local lock, n, h = begun.lock, begun.nets, begun.holder
   local live = h and core.nsfs(self.paths.pin)
   if live and cmd ~= nil then
     local rok, rerr, code, stage, how, status = self:_run_locked(cmd)
@@ -648,6 +645,7 @@ function Netns:teardown(nets, cmd)
   local count = state.read_count(self.paths.refcount)
   count = math.max(0, count - n)
   core.fault_point("teardown-before-count")
+  local ok, err
   if live then
     ok, err = state.write_count(self.paths.refcount, count)
     if ok and count + state.live_refs(self.paths) == 0 then ok, err = self:_cleanup() end

@@ -22,6 +22,16 @@ local M = {}
 
 local errno = core.errno
 
+--- A file of the host's (/etc/resolv.conf, /etc/subuid, /proc/...), read
+-- following symlinks as any reader would.  nil when it cannot be read.
+function M.read_host_file(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
 --- Check that @path is a real directory owned by @uid and closed to others.
 -- @tparam number forbidden permission bits that must be clear
 function M.check_private_dir(path, uid, forbidden, what)

@@ -8,15 +8,7 @@ local userns_it = helper.userns_it(it, pending)
 local EXAMPLES = helper.ROOT .. "/examples"
 
 describe("examples", function()
-  local xdg, env
-  before_each(function()
-    xdg = helper.runtime_dir()
-    env = { XDG_RUNTIME_DIR = xdg }
-  end)
-  after_each(function()
-    helper.cli({ "cleanup" }, env)
-    helper.cleanup_dirs()
-  end)
+  local fx = helper.state_fixture(before_each, after_each)
 
   it("all load and validate", function()
     local names = assert(core.listdir(EXAMPLES))
@@ -29,39 +21,39 @@ describe("examples", function()
   userns_it("extra-bind-mount shows a host directory read-only at /srv", function()
     local shared = helper.tmpdir()
     helper.write(shared .. "/hello", "from the host\n")
-    env.SHARED_DIR = shared
+    fx.env.SHARED_DIR = shared
     local code, out, err = helper.cli({ "--config", EXAMPLES .. "/extra-bind-mount.lua", "run", "--", "sh", "-c",
-      "cat /srv/hello; touch /srv/new 2>/dev/null && echo writable || echo read-only" }, env)
+      "cat /srv/hello; touch /srv/new 2>/dev/null && echo writable || echo read-only" }, fx.env)
     assert.equal(0, code, err)
     assert.equal("from the host\nread-only\n", out)
   end)
 
   userns_it("loopback-only-backend gives loopback and nothing else", function()
     local cfg = EXAMPLES .. "/loopback-only-backend.lua"
-    assert.equal(0, (helper.cli({ "--config", cfg, "setup" }, env)))
-    local code, out, err = helper.cli({ "--config", cfg, "run", "--", "sh", "-c", "ip -o link; echo routes:$(ip route)" }, env)
+    assert.equal(0, (helper.cli({ "--config", cfg, "setup" }, fx.env)))
+    local code, out, err = helper.cli({ "--config", cfg, "run", "--", "sh", "-c", "ip -o link; echo routes:$(ip route)" }, fx.env)
     assert.equal(0, code, err)
     assert.matches("^%d+: lo: <[^>]*UP", out)
     assert.is_nil(out:find("\n%d+: "), "an interface besides lo")
     assert.matches("\nroutes:\n$", out)
-    local st = cjson.decode((select(2, helper.cli({ "--config", cfg, "status", "--json" }, env))))
+    local st = cjson.decode((select(2, helper.cli({ "--config", cfg, "status", "--json" }, fx.env))))
     assert.is_true(st.up)
     assert.equal("loopback-only", st.backend.name)
     assert.equal(cjson.null, st.backend.pid)
-    assert.equal(0, (helper.cli({ "--config", cfg, "teardown" }, env)))
-    assert.is_false(cjson.decode((select(2, helper.cli({ "status", "--json" }, env)))).up)
+    assert.equal(0, (helper.cli({ "--config", cfg, "teardown" }, fx.env)))
+    assert.is_false(cjson.decode((select(2, helper.cli({ "status", "--json" }, fx.env)))).up)
   end)
 
   userns_it("resolv-conf-policy writes only the forwarders and a search domain", function()
     local code, out, err = helper.cli({ "--config", EXAMPLES .. "/resolv-conf-policy.lua", "run", "--",
-      "cat", "/etc/resolv.conf" }, env)
+      "cat", "/etc/resolv.conf" }, fx.env)
     assert.equal(0, code, err)
     assert.equal("search lab.example\nnameserver 10.0.2.3\noptions ndots:1\n", out)
   end)
 
   userns_it("slirp4netns-options sets subnet, MTU and no IPv6", function()
     local code, out, err = helper.cli({ "--config", EXAMPLES .. "/slirp4netns-options.lua", "run", "--", "sh", "-c",
-      "ip -o -4 addr show tap0; ip -o link show tap0; echo v6:$(ip -6 route show default)" }, env)
+      "ip -o -4 addr show tap0; ip -o link show tap0; echo v6:$(ip -6 route show default)" }, fx.env)
     assert.equal(0, code, err)
     assert.matches("10%.99%.0%.100/24", out)
     assert.matches("mtu 1500 ", out)

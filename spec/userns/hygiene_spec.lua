@@ -5,18 +5,10 @@ local helper = require "helper"
 local userns_it = helper.userns_it(it, pending)
 
 describe("hygiene", function()
-  local xdg, env
-  before_each(function()
-    xdg = helper.runtime_dir()
-    env = { XDG_RUNTIME_DIR = xdg }
-  end)
-  after_each(function()
-    helper.cli({ "cleanup" }, env)
-    helper.cleanup_dirs()
-  end)
+  local fx = helper.state_fixture(before_each, after_each)
 
   userns_it("commands inherit no descriptor of ours", function()
-    local code, out, err = helper.cli({ "run", "--", "ls", "/proc/self/fd" }, env)
+    local code, out, err = helper.cli({ "run", "--", "ls", "/proc/self/fd" }, fx.env)
     assert.equal(0, code, err)
     local fds = {}
     for n in out:gmatch("%d+") do fds[#fds + 1] = tonumber(n) end
@@ -25,9 +17,9 @@ describe("hygiene", function()
   end)
 
   userns_it("backends and the holder hold nothing of ours but what they need", function()
-    assert.equal(0, (helper.cli({ "--backend", "slirp4netns", "setup" }, env)))
-    local base = xdg .. "/rootlessnetns"
-    local st = require("cjson").decode((select(2, helper.cli({ "status", "--json" }, env))))
+    assert.equal(0, (helper.cli({ "--backend", "slirp4netns", "setup" }, fx.env)))
+    local base = fx.xdg .. "/rootlessnetns"
+    local st = require("cjson").decode((select(2, helper.cli({ "status", "--json" }, fx.env))))
     for _, pid in ipairs { math.tointeger(st.backend.pid), math.tointeger(st.holder.pid) } do
       for _, fd in ipairs(assert(core.listdir(("/proc/%d/fd"):format(pid)))) do
         local target = core.readlink(("/proc/%d/fd/%s"):format(pid, fd)) or ""
@@ -48,7 +40,7 @@ describe("hygiene", function()
       ("  script -qfec 'SHELL=/bin/bash lua5.4 %s run' /dev/null"):format(helper.CLI),
     }, "\n") .. "\n")
     local proc = assert(core.spawn { argv = { "sh", dir .. "/drive.sh" }, env = {
-      PATH = os.getenv("PATH"), HOME = os.getenv("HOME"), XDG_RUNTIME_DIR = xdg,
+      PATH = os.getenv("PATH"), HOME = os.getenv("HOME"), XDG_RUNTIME_DIR = fx.xdg,
     }, fds = { [0] = false, [1] = assert(core.open(dir .. "/out", "w")), [2] = false } })
     local how, status = proc:wait(30000)
     local out = (helper.read(dir .. "/out") or ""):gsub("\r", "")
@@ -110,15 +102,7 @@ describe("the Lua API", function()
 end)
 
 describe("output", function()
-  local xdg, env
-  before_each(function()
-    xdg = helper.runtime_dir()
-    env = { XDG_RUNTIME_DIR = xdg }
-  end)
-  after_each(function()
-    helper.cli({ "cleanup" }, env)
-    helper.cleanup_dirs()
-  end)
+  local fx = helper.state_fixture(before_each, after_each)
 
   local function keys(t)
     local out = {}
@@ -128,7 +112,7 @@ describe("output", function()
   end
 
   userns_it("--log-level debug logs each step with its time", function()
-    local code, _, err = helper.cli({ "--log-level", "debug", "--backend", "slirp4netns", "run", "--", "true" }, env)
+    local code, _, err = helper.cli({ "--log-level", "debug", "--backend", "slirp4netns", "run", "--", "true" }, fx.env)
     assert.equal(0, code, err)
     for _, pattern in ipairs {
       "debug: locked `.-` %(ex%) after [%d.]+ ms",
@@ -145,23 +129,23 @@ describe("output", function()
   end)
 
   userns_it("status and info JSON carry exactly the documented keys", function()
-    local st = assert(require("cjson.safe").decode((select(2, helper.cli({ "status", "--json" }, env)))))
+    local st = assert(require("cjson.safe").decode((select(2, helper.cli({ "status", "--json" }, fx.env)))))
     assert.same({ "backend", "holder", "netns", "pin", "refs", "state_dir", "up" }, keys(st))
     assert.same({ "alive", "pid" }, keys(st.holder))
     assert.same({ "nets", "runs" }, keys(st.refs))
-    assert.equal(0, (helper.cli({ "--backend", "slirp4netns", "setup" }, env)))
-    st = require("cjson").decode((select(2, helper.cli({ "status", "--json" }, env))))
+    assert.equal(0, (helper.cli({ "--backend", "slirp4netns", "setup" }, fx.env)))
+    st = require("cjson").decode((select(2, helper.cli({ "status", "--json" }, fx.env))))
     assert.same({ "alive", "name", "pid" }, keys(st.backend))
-    local info = require("cjson").decode((select(2, helper.cli({ "info", "--json" }, env))))
+    local info = require("cjson").decode((select(2, helper.cli({ "info", "--json" }, fx.env))))
     assert.same({ "DnsForwardIps", "IPAddresses", "MapGuestIps", "backend", "backend_pid", "holder_pid", "refs" }, keys(info))
-    assert.equal(0, (helper.cli({ "teardown" }, env)))
+    assert.equal(0, (helper.cli({ "teardown" }, fx.env)))
   end)
 
   userns_it("status and info print aligned tables for people", function()
-    local code, out = helper.cli({ "status" }, env)
+    local code, out = helper.cli({ "status" }, fx.env)
     assert.equal(0, code)
     assert.matches("^state       down\n", out)
-    code = helper.cli({ "info" }, env)
+    code = helper.cli({ "info" }, fx.env)
     assert.equal(125, code) -- not set up
   end)
 end)
