@@ -222,6 +222,15 @@ function M.runtime_dir()
   return M.tmpdir()
 end
 
+--- The backend processes naming @pin once they have settled to @n (a
+-- SIGTERMed backend takes a moment to go): waits up to 5 s.
+function M.settled_processes(pin, n)
+  return M.eventually(function()
+    local found = M.processes(pin)
+    return #found == n and found or nil
+  end, 5) or M.processes(pin)
+end
+
 --- Wait until @fn returns truthy (polling), at most @seconds.
 function M.eventually(fn, seconds)
   local deadline = core.clock() + (seconds or 5)

@@ -108,8 +108,8 @@ function M.run(env)
     if pasta.modern(ppath) then
       add("pasta", "ok", ppath .. " (with --map-guest-addr)")
     else
-      add("pasta", "warn", ppath .. " is a release before 2024-08-21: no --map-guest-addr,"
-        .. " and TCP from the namespace to the host stalls after about a second",
+      add("pasta", "warn", ppath .. " is a release before 2024-08-21: no --map-guest-addr (nothing"
+        .. " reaches the host under --no-map-gw) and repeated options are fatal",
         "backend = auto picks slirp4netns when it is installed; or install a newer passt")
     end
   else

@@ -52,10 +52,7 @@ describe("chaos", function()
     -- dropping every reference leaves nothing but the holder
     assert.equal(0, (helper.cli({ "teardown", "--nets", "65535" }, env)))
     assert.is_nil(core.lstat(pin))
-    assert.same({}, helper.eventually(function()
-      local left = helper.processes(pin)
-      return #left == 0 and left or nil
-    end, 5) or helper.processes(pin))
+    assert.same({}, helper.settled_processes(pin, 0))
     local st = require("cjson").decode((select(2, helper.cli({ "status", "--json" }, env))))
     assert.equal(0, st.refs.nets)
     assert.equal(0, st.refs.runs)

@@ -45,10 +45,7 @@ describe("concurrency", function()
     assert.equal(1, n, "more than one backend served the overlapping runs")
     assert.equal(1, #helper.holders(base))
     assert.is_nil(core.lstat(pin))
-    assert.same({}, helper.eventually(function()
-      local left = helper.processes(pin)
-      return #left == 0 and left or nil
-    end, 5) or helper.processes(pin))
+    assert.same({}, helper.settled_processes(pin, 0))
   end)
 
   userns_it("setup/teardown storms end at zero with nothing left", function()
@@ -68,10 +65,7 @@ describe("concurrency", function()
     end
     for _, pd in ipairs(procs) do assert.equal(0, (finish(pd[1], pd[2]))) end
     assert.is_nil(core.lstat(pin))
-    assert.same({}, helper.eventually(function()
-      local left = helper.processes(pin)
-      return #left == 0 and left or nil
-    end, 5) or helper.processes(pin))
+    assert.same({}, helper.settled_processes(pin, 0))
   end)
 
   userns_it("a teardown racing runs never leaves a run in a half-built namespace", function()

@@ -38,10 +38,7 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
 
     local function assert_nothing_left()
       assert.is_nil(core.lstat(pin), "pin left behind")
-      assert.same({}, helper.eventually(function()
-        local left = helper.processes(pin)
-        return #left == 0 and left or nil
-      end, 5) or helper.processes(pin), "backend left running")
+      assert.same({}, helper.settled_processes(pin, 0), "backend left running")
     end
 
     userns_it("run shows an interface with an address and a default route", function()

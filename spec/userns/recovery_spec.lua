@@ -37,18 +37,12 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
       assert.equal(nets, st.refs.nets)
       assert.equal(1, #helper.holders(paths.base), "holders")
       assert.equal(1, helper.mounts_in(st.holder.pid, paths.pin), "pin mounts")
-      assert.equal(1, #helper.eventually(function()
-        local b = helper.processes(paths.pin)
-        return #b == 1 and b or nil
-      end, 5) or helper.processes(paths.pin), "backend processes")
+      assert.equal(1, #helper.settled_processes(paths.pin, 1), "backend processes")
     end
 
     local function assert_all_gone()
       assert.is_nil(core.lstat(paths.pin), "pin left")
-      assert.equal(0, #(helper.eventually(function()
-        local b = helper.processes(paths.pin)
-        return #b == 0 and b or nil
-      end, 5) or helper.processes(paths.pin)), "backend left running")
+      assert.equal(0, #helper.settled_processes(paths.pin, 0), "backend left running")
     end
 
     before_each(function()
