@@ -30,22 +30,14 @@ filetype(mode_t m)
 	}
 }
 
-/***
- * lstat(2): never follows a final symlink.
- * @function lstat
- * @treturn[1] table {type, mode (permission bits), uid, gid, size, ino, dev, nlink}
- * @return[2] nil, message, errno
- */
 static int
-l_lstat(lua_State *L)
+push_stat(lua_State *L, const char *path, int follow)
 {
-	const char *path = luaL_checkstring(L, 1);
 	struct stat st;
 
-	rlns_checknargs(L, 1);
-	if (lstat(path, &st) < 0)
+	if ((follow ? stat(path, &st) : lstat(path, &st)) < 0)
 		return rlns_pushfail(L, errno, "stat `%s`", path);
-	lua_createtable(L, 0, 8);
+	lua_createtable(L, 0, 9);
 	lua_pushstring(L, filetype(st.st_mode));
 	lua_setfield(L, -2, "type");
 	rlns_setintfield(L, "mode", st.st_mode & 07777);
@@ -55,7 +47,32 @@ l_lstat(lua_State *L)
 	rlns_setintfield(L, "ino", (lua_Integer)st.st_ino);
 	rlns_setintfield(L, "dev", (lua_Integer)st.st_dev);
 	rlns_setintfield(L, "nlink", (lua_Integer)st.st_nlink);
+	rlns_setintfield(L, "mtime", (lua_Integer)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec);
 	return 1;
+}
+
+/***
+ * lstat(2): never follows a final symlink.
+ * @function lstat
+ * @treturn[1] table {type, mode (permission bits), uid, gid, size, ino, dev, nlink, mtime (ns)}
+ * @return[2] nil, message, errno
+ */
+static int
+l_lstat(lua_State *L)
+{
+	rlns_checknargs(L, 1);
+	return push_stat(L, luaL_checkstring(L, 1), 0);
+}
+
+/***
+ * stat(2): follows symlinks (for host binaries and files, not our state).
+ * @function stat
+ */
+static int
+l_stat(lua_State *L)
+{
+	rlns_checknargs(L, 1);
+	return push_stat(L, luaL_checkstring(L, 1), 1);
 }
 
 static int
@@ -399,6 +416,7 @@ l_listdir(lua_State *L)
 static const luaL_Reg fs_funcs[] = {
 	{"listdir", l_listdir},
 	{"lstat", l_lstat},
+	{"stat", l_stat},
 	{"mkdir", l_mkdir},
 	{"chmod", l_chmod},
 	{"readlink", l_readlink},

@@ -47,6 +47,7 @@ build = {
     ["rootlessnetns.log"] = "lua/rootlessnetns/log.lua",
     ["rootlessnetns.mounts"] = "lua/rootlessnetns/mounts.lua",
     ["rootlessnetns.netns"] = "lua/rootlessnetns/netns.lua",
+    ["rootlessnetns.probe"] = "lua/rootlessnetns/probe.lua",
     ["rootlessnetns.resolvconf"] = "lua/rootlessnetns/resolvconf.lua",
     ["rootlessnetns.state"] = "lua/rootlessnetns/state.lua",
   },

@@ -5,7 +5,7 @@
 --
 -- CLI is the command to measure (default: the installed-style one that
 -- tools/bench.sh puts under a scratch prefix; else bin/rootlessnetns).
-package.path = "lua/?.lua;" .. package.path
+package.path = "lua/?.lua;spec/?.lua;" .. package.path
 package.cpath = "build/?.so;" .. package.cpath
 
 local core = require "rootlessnetns"
@@ -58,6 +58,57 @@ local function measure(cmd, rounds, before)
   return stats(s)
 end
 
+--- Floors of the cold path, measured with the bare parts in a forked child
+-- that has its own holder: our holder creation, a netns pin, slirp4netns
+-- launched with podman's flags until ready, pasta --config-net to exit.
+local function cold_floors(rounds)
+  local helper = require "helper"
+  local holder = require "rootlessnetns.holder"
+  local state = require "rootlessnetns.state"
+  return helper.in_child(function()
+    local base = xdg .. "/floors"
+    assert(core.mkdir(base, tonumber("700", 8)))
+    local p = state.paths(base)
+    local uid, gid = core.getuid()
+    local t0 = core.clock()
+    local h = assert(holder.create(p, { uid = uid, gid = gid, name = os.getenv("USER") }, {}))
+    local t_holder = (core.clock() - t0) * 1000
+    assert(holder.join(h.pid, h.starttime))
+    local pin = base .. "/pin"
+    local slirp, pasta, pin_t = {}, {}, {}
+    for _ = 1, rounds do
+      local a = core.clock()
+      assert(core.netns_create(pin))
+      pin_t[#pin_t + 1] = (core.clock() - a) * 1000
+      local r, w = core.pipe()
+      a = core.clock()
+      local proc = assert(core.spawn { argv = { "slirp4netns", "--disable-host-loopback", "--mtu=65520",
+        "--enable-sandbox", "--enable-seccomp", "--enable-ipv6", "-c", "-r", "3", "--netns-type=path", pin, "tap0" },
+        fds = { [0] = false, [1] = false, [2] = false, [3] = w }, setsid = true, unshare = core.CLONE_NEWNS })
+      w:close()
+      r:read(16, 10000)
+      slirp[#slirp + 1] = (core.clock() - a) * 1000
+      r:close()
+      proc:kill(core.SIGKILL)
+      proc:wait()
+      assert(core.netns_unmount(pin))
+      assert(core.netns_create(pin))
+      a = core.clock()
+      local pp = assert(core.spawn { argv = { "pasta", "--config-net", "--pid", base .. "/pid", "--dns-forward",
+        "169.254.1.1", "-t", "none", "-u", "none", "-T", "none", "-U", "none", "--no-map-gw", "--quiet",
+        "--netns", pin }, fds = { [0] = false, [1] = false, [2] = false } })
+      pp:wait()
+      pasta[#pasta + 1] = (core.clock() - a) * 1000
+      local pid = tonumber(core.readfile(base .. "/pid") or "")
+      local st = pid and core.starttime(pid)
+      if st then core.kill(pid, st, core.SIGKILL) end
+      assert(core.netns_unmount(pin))
+    end
+    core.kill(h.pid, h.starttime, core.SIGKILL)
+    return { holder = t_holder, pin = stats(pin_t).median, slirp = stats(slirp).median, pasta = stats(pasta).median }
+  end)
+end
+
 local rows = {}
 local function row(name, st, floor)
   rows[#rows + 1] = { name = name, st = st, floor = floor }
@@ -74,6 +125,18 @@ row("/bin/true", t_true)
 local t_lua = measure({ "lua5.4", "-e", "os.exit(0)" }, ROUNDS)
 row("lua5.4 -e 'os.exit(0)'", t_lua)
 
+local floors, ferr = cold_floors(math.max(5, ROUNDS // 3))
+if not floors then io.stderr:write("bench: cold floors: ", tostring(ferr), "\n") end
+if floors then
+  row("holder creation (ours: newuidmap/newgidmap or one mapping)", { median = floors.holder, min = floors.holder,
+    max = floors.holder })
+  row("netns pin creation (floor)", { median = floors.pin, min = floors.pin, max = floors.pin })
+  row("bare slirp4netns, podman's flags, launch to ready (floor)", { median = floors.slirp, min = floors.slirp,
+    max = floors.slirp })
+  row("bare pasta --config-net, launch to exit (floor)", { median = floors.pasta, min = floors.pasta,
+    max = floors.pasta })
+end
+
 for _, backend in ipairs { "slirp4netns", "pasta" } do
   -- cold: nothing at all, then netns + backend with the holder kept
   local cold_all = measure(argv("--backend", backend, "setup"), math.max(5, ROUNDS // 3), function()
@@ -82,7 +145,10 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
   local cold_ns = measure(argv("--backend", backend, "setup"), math.max(5, ROUNDS // 3), function()
     run(argv("teardown", "--nets", "1000"), true)
   end)
-  row(backend .. ": cold setup (no holder, no netns)", cold_all)
+  -- the target: cold setup <= holder creation + bare backend start + 5 ms
+  local budget = floors and { median = floors.holder + floors[backend == "pasta" and "pasta" or "slirp"] + 5 }
+  if budget then budget.min, budget.max = budget.median, budget.median end
+  row(backend .. ": cold setup (no holder, no netns)", cold_all, budget)
   row(backend .. ": setup with the holder warm (netns + backend)", cold_ns)
 end
 
@@ -113,8 +179,16 @@ local status = cjson.decode(select(1, (function()
   p:wait()
   return out
 end)()) or "{}") or {}
+local holder_rss = status.holder and tonumber(status.holder.pid) and rss_kb(status.holder.pid)
+local backend_rss = status.backend and tonumber(status.backend.pid) and rss_kb(status.backend.pid)
 sleeper:kill(core.SIGTERM)
 sleeper:wait()
+
+-- podman's own warm path, when podman is here
+if require("rootlessnetns.child").which("podman") then
+  local t_podman = measure({ "podman", "unshare", "--rootless-netns", "true" }, math.max(5, ROUNDS // 3))
+  row("podman unshare --rootless-netns true (warm)", t_podman, t_nsenter)
+end
 
 -- parallel runs
 local N = 64
@@ -130,8 +204,40 @@ for i = 1, N do
 end
 local parallel = core.clock() - t0
 
-local holder_rss = status.holder and tonumber(status.holder.pid) and rss_kb(status.holder.pid)
-local backend_rss = status.backend and tonumber(status.backend.pid) and rss_kb(status.backend.pid)
+--- Throughput through a backend with iperf3 (when installed): a server on
+-- the host's 127.0.0.1 only, reached from inside through the gateway that
+-- maps to host loopback.
+local function iperf(backend, reverse)
+  local which = require("rootlessnetns.child").which
+  if not which("iperf3") then return nil end
+  run(argv("teardown", "--nets", "65535"), true) -- start afresh, with the config below
+  local port = tostring(math.random(30000, 40000))
+  local server = assert(core.spawn { argv = { "iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", port },
+    fds = { [0] = false, [1] = false, [2] = false } })
+  core.sleep(200)
+  local cfgfile = xdg .. "/iperf-config.lua"
+  assert(core.writefile(cfgfile, 'return { slirp4netns = { allow_host_loopback = true }, pasta_options = { "--map-gw" } }'))
+  local script = ('gw=$(ip route show default | cut -d" " -f3); iperf3 -c "$gw" -p %s -t 3 -J %s'):format(port,
+    reverse and "-R" or "")
+  local r, w = core.pipe()
+  local p = core.spawn { argv = argv("--config", cfgfile, "--backend", backend, "run", "--", "sh", "-c", script),
+    env = env, fds = { [0] = false, [1] = w, [2] = w } }
+  w:close()
+  local out = r:readall(30000) or ""
+  r:close()
+  if p then p:wait() end
+  server:kill(core.SIGKILL)
+  server:wait()
+  local doc = cjson.decode(out)
+  local bps = doc and doc["end"] and doc["end"].sum_received and doc["end"].sum_received.bits_per_second
+  return bps and bps / 1e9
+end
+
+local throughput = {}
+for _, backend in ipairs { "slirp4netns", "pasta" } do
+  throughput[backend] = { up = iperf(backend, false), down = iperf(backend, true) }
+end
+
 run(argv("cleanup"), true)
 core.rmtree(xdg)
 
@@ -144,7 +250,17 @@ for _, r in ipairs(rows) do
     print(("%-58s %9s"):format(r.name, "n/a"))
   end
 end
+print("(cold setup ratio: against holder creation + bare backend + 5 ms; 1.00x or less meets the target)")
 print(("%-58s %9.0f runs/s (%d of %d ok)"):format(("%d parallel `run -- true`, warm"):format(N), N / parallel, ok, N))
 print(("%-58s %9s kB"):format("peak RSS of the CLI during run", tostring(cli_peak)))
 print(("%-58s %9s kB"):format("RSS of the holder", tostring(holder_rss)))
 print(("%-58s %9s kB"):format("RSS of the backend (slirp4netns)", tostring(backend_rss)))
+for _, backend in ipairs { "slirp4netns", "pasta" } do
+  local t = throughput[backend]
+  if t.up or t.down then
+    print(("%-58s %9s Gbit/s up, %s Gbit/s down"):format(("iperf3 through %s to host loopback"):format(backend),
+      t.up and ("%.2f"):format(t.up) or "n/a", t.down and ("%.2f"):format(t.down) or "n/a"))
+  else
+    print(("%-58s %9s"):format(("iperf3 through %s"):format(backend), "n/a (install iperf3)"))
+  end
+end

@@ -17,7 +17,7 @@ end
 --- Resolve cfg.backend to a backend table.
 -- @treturn[1] table backend
 -- @return[2] nil, message
-function M.resolve(cfg)
+function M.resolve(cfg, base)
   local b = cfg.backend
   if type(b) == "table" then
     b.name = b.name or "custom"
@@ -27,7 +27,7 @@ function M.resolve(cfg)
     local pasta = require(M.BUILTIN.pasta)
     local slirp = require(M.BUILTIN.slirp4netns)
     local ppath = pasta.binary(cfg)
-    if ppath and pasta.modern(ppath) then return pasta end
+    if ppath and pasta.modern(ppath, base) then return pasta end
     if slirp.binary(cfg) then return slirp end
     if ppath then return pasta end
     return nil, "no backend found: install passt (pasta) or slirp4netns (apt-get install passt slirp4netns)"

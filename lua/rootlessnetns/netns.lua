@@ -255,7 +255,7 @@ end
 function Netns:_start_backend(created)
   local p, cfg = self.paths, self.cfg
   if not created then self:_wait_links_gone() end
-  local backend, berr = backends.resolve(cfg)
+  local backend, berr = backends.resolve(cfg, p.base)
   local res, err
   if backend then
     local t0 = core.clock()

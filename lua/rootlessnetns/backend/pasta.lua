@@ -4,6 +4,7 @@
 local core = require "rootlessnetns"
 local child = require "rootlessnetns.child"
 local log = require "rootlessnetns.log"
+local probe = require "rootlessnetns.probe"
 
 local M = { name = "pasta" }
 
@@ -14,15 +15,13 @@ function M.binary(cfg)
   return child.which(cfg.pasta_path or "pasta")
 end
 
-local modern_cache = {}
-
 --- Does this pasta know --map-guest-addr (a 2024-08 or later release)?
-function M.modern(path)
-  if modern_cache[path] == nil then
-    local _, _, out = child.capture({ path, "--help" }, 5000)
-    modern_cache[path] = (out or ""):find("--map-guest-addr", 1, true) ~= nil
-  end
-  return modern_cache[path]
+-- Remembered per binary (in @base/probes.json when a state dir is given).
+function M.modern(path, base)
+  return probe.cached(base, "pasta-modern", path, function(p)
+    local _, _, out = child.capture({ p, "--help" }, 5000)
+    return (out or ""):find("--map-guest-addr", 1, true) ~= nil
+  end)
 end
 
 --- podman's argv (createPastaArgs), for the namespace pinned at @pin.
@@ -119,6 +118,12 @@ function M.start(ctx)
   end
   core.unlink(p.pidfile)
   local argv, scan = M.argv(path, cfg.pasta_options, p.pidfile, p.pin)
+  if scan.added_map_guest and M.modern(path, p.base) == false then
+    -- known to lack it: spare the doomed first attempt
+    argv[#argv] = nil
+    argv[#argv] = nil
+    scan.map_guest, scan.added_map_guest = {}, false
+  end
   local how, code, out = run(argv)
   if how == "exited" and code == 1 and scan.added_map_guest
       and out:find("unrecognized option '--map-guest-addr", 1, true) then

@@ -4,6 +4,7 @@
 local core = require "rootlessnetns"
 local child = require "rootlessnetns.child"
 local log = require "rootlessnetns.log"
+local probe = require "rootlessnetns.probe"
 
 -- (Lua has no octal literals)
 local PRIVATE_FILE = tonumber("600", 8)
@@ -110,7 +111,7 @@ function M.start(ctx)
   if not path then
     return nil, "slirp4netns not found (apt-get install slirp4netns, or set slirp4netns_path)"
   end
-  local features, ferr = M.features(path)
+  local features, ferr = probe.cached(p.base, "slirp4netns-features", path, M.features)
   if not features then return nil, ferr end
   local argv, aerr = M.argv(path, opts, features, p.pin)
   if not argv then return nil, aerr end
