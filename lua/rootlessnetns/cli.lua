@@ -209,18 +209,41 @@ function handlers.doctor(_, opts, _, getenv)
   return doctor.failed(results) and 1 or 0
 end
 
---- `[--config=F] [--backend=B] [--log-level=L] run` needs no parser: the
--- warm path of `run` does not load argparse.  Anything else returns nil.
+--- A well-formed everyday command line needs no parser, so argparse
+-- (1.7 ms to load) stays off the hot paths: global options, a command,
+-- and that command's own options.  Help, version and anything unusual
+-- (or wrong) return nil and go to the full parser, which explains.
 local GLOBAL_OPTIONS = { ["--config"] = "config", ["--backend"] = "backend", ["--log-level"] = "log_level" }
+local COMMAND_OPTIONS = {
+  run = {}, cleanup = {}, doctor = { ["--json"] = "json" },
+  setup = { ["--nets"] = "nets" }, teardown = { ["--nets"] = "nets" },
+  info = { ["--json"] = "json" }, status = { ["--json"] = "json" },
+}
 function M.quick_parse(head)
-  if head[#head] ~= "run" then return nil end
-  local opts = { command = "run" }
-  for i = 1, #head - 1 do
-    local name, value = head[i]:match("^(%-%-[%w-]+)=(.*)$")
-    local key = name and GLOBAL_OPTIONS[name]
-    if not key or opts[key] then return nil end
-    opts[key] = value
+  local opts, command = {}, nil
+  for _, word in ipairs(head) do
+    local name, value = word:match("^(%-%-[%w-]+)=(.*)$")
+    local key
+    if command then
+      key = COMMAND_OPTIONS[command][name or word]
+      local takes_value = key == "nets"
+      if not key or takes_value ~= (name ~= nil) then return nil end
+      value = value or true
+    elseif name then
+      key = GLOBAL_OPTIONS[name]
+    elseif COMMAND_OPTIONS[word] then
+      command = word
+    end
+    if key then
+      if opts[key] ~= nil then return nil end
+      opts[key] = value
+    elseif word ~= command then
+      return nil
+    end
   end
+  if not command then return nil end
+  opts.command = command
+  if COMMAND_OPTIONS[command]["--nets"] and opts.nets == nil then opts.nets = "1" end
   return opts
 end
 
