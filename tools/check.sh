@@ -53,6 +53,7 @@ suite() {
 
 step "luacheck" luacheck --quiet lua spec bin/rootlessnetns examples tools/bench.lua
 step "C static analysis (clang-tidy, cppcheck, gcc -fanalyzer)" sh tools/lint.sh
+step "bash completion parses" bash -n contrib/bash-completion/rootlessnetns
 
 if [ "$(id -u)" -eq 0 ]; then
 	prepare_test_user
@@ -95,11 +96,18 @@ fi
 rm -f /tmp/rootlessnetns-valgrind.*.log
 
 rocktree=$(mktemp -d)
-step "luarocks make into a scratch tree" sh -c "
+# The CLI must work from the tree with no LUA_PATH; the library through
+# `luarocks path`, as LuaRocks users load it.
+step "luarocks make into a scratch tree: CLI, --help of every command, man page, module" sh -c "
 	luarocks --lua-version 5.4 --tree '$rocktree' make --deps-mode=none rockspec/rootlessnetns-scm-1.rockspec &&
+	'$rocktree/bin/rootlessnetns' --version &&
+	for c in '' run setup teardown info status cleanup doctor; do
+		'$rocktree/bin/rootlessnetns' \$c --help | grep -q '^Usage: rootlessnetns' || exit 1
+	done &&
+	page=\$(find '$rocktree' -name rootlessnetns.1) && test -n \"\$page\" &&
+	MANWIDTH=80 nroff -man \"\$page\" | grep -q 'persistent rootless network namespace' &&
 	eval \"\$(luarocks --lua-version 5.4 --tree '$rocktree' path)\" &&
-	lua5.4 -e 'local c = require \"rootlessnetns\"; assert(c.netns_create and require(\"rootlessnetns.netns\").new)' &&
-	'$rocktree/bin/rootlessnetns' --version"
+	lua5.4 -e 'local c = require \"rootlessnetns\"; assert(c.netns_create and require(\"rootlessnetns.netns\").new)'"
 rm -rf "$rocktree"
 
 [ "$tree" != "$here" ] && rm -rf "$tree"
