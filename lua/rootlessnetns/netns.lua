@@ -203,12 +203,16 @@ function Netns:_cleanup()
   local p = self.paths
   local problems = {}
   core.fault_point("cleanup-start")
-  local ok, err = core.netns_unmount(p.pin, 5000)
-  if not ok then problems[#problems + 1] = err end
+  -- Only a live pin is a mount here; a plain file (a dead holder's) is just
+  -- removed with the directory, and unmounting it outside a holder is EPERM.
+  if core.nsfs(p.pin) then
+    local ok, err = core.netns_unmount(p.pin, 5000)
+    if not ok then problems[#problems + 1] = err end
+  end
   core.fault_point("cleanup-unmounted")
   self:_stop_backend()
   core.fault_point("cleanup-backend-stopped")
-  ok, err = core.rmtree(p.dir)
+  local ok, err = core.rmtree(p.dir)
   if not ok then problems[#problems + 1] = err end
   if #problems > 0 then return nil, "cleanup: " .. table.concat(problems, "; ") end
   log.debug("cleaned up `%s`", p.dir)
@@ -650,9 +654,9 @@ function Netns:teardown(nets, cmd)
     ok, err = state.write_count(self.paths.refcount, count)
     if ok and count + state.live_refs(self.paths) == 0 then ok, err = self:_cleanup() end
   else
-    -- Nothing live: whatever is left on disk is stale.
-    ok, err = true, nil
-    if h then ok, err = self:_cleanup() end
+    -- Nothing live: whatever is left is stale, an orphaned backend of a
+    -- dead holder included.
+    ok, err = self:_cleanup()
   end
   lock:close()
   return ok, err
@@ -668,8 +672,8 @@ function Netns:cleanup(opts)
   if not lock then return nil, lerr end
   local h, herr = self:_enter_holder(false)
   if h == nil then lock:close() return nil, herr end
-  if h then ok, err = self:_cleanup() else ok, err = core.rmtree(self.paths.dir) end
-  if opts.holder and h and h.mode == "own" then holder.stop(self.paths) end
+  ok, err = self:_cleanup()
+  if opts.holder and (not h or h.mode == "own") then holder.stop(self.paths) end
   lock:close()
   return ok, err
 end

@@ -121,6 +121,21 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
       assert.equal(1, #helper.holders(paths.base))
     end)
 
+    userns_it("teardown after the holder died stops the orphaned backend", function()
+      assert.equal(0, (cli { "setup" }))
+      local before = status()
+      local hst = assert(core.starttime(before.holder.pid))
+      local bst = assert(core.starttime(before.backend.pid))
+      assert(core.kill(before.holder.pid, hst, core.SIGKILL))
+      helper.eventually(function() return not core.alive(before.holder.pid, hst) end, 5)
+      local code, _, err = cli { "teardown" }
+      assert.equal(0, code, err)
+      assert.is_truthy(helper.eventually(function() return not core.alive(before.backend.pid, bst) end, 5),
+        "the orphaned backend still runs")
+      assert_all_gone()
+      assert.equal(0, #helper.holders(paths.base))
+    end)
+
     userns_it("replaces a plain file left at the pin", function()
       assert(core.mkdir(paths.base, tonumber("700", 8)))
       assert(core.mkdir(paths.base .. "/rootless-netns", tonumber("700", 8)))
