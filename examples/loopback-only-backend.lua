@@ -19,6 +19,17 @@ return {
         info = { IPAddresses = {}, DnsForwardIps = {}, MapGuestIps = {} },
       }
     end,
+    -- optional hooks: alive (is it still working?), info (fresh
+    -- addresses for `info`), stop (at cleanup)
+    alive = function(_, ctx)
+      -- working as long as lo is up in the namespace
+      return ctx.in_netns(ctx.paths.pin, function()
+        return os.execute("ip link show lo up | grep -q UP") == true
+      end) == true
+    end,
+    info = function()
+      return { IPAddresses = { "127.0.0.1" } }
+    end,
     stop = function(rec, ctx)
       ctx.log.debug("loopback-only backend %s: nothing to stop", rec.name)
     end,

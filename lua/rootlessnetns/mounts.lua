@@ -88,7 +88,8 @@ local function exists(path)
 end
 
 --- podman's plan, in podman's order.
--- @tparam table ctx {dir, runtime_dir, resolv_source, resolv_target, cni, selinux}
+-- @tparam table ctx {dir, runtime_dir, resolv_source, resolv_target,
+--   systemd_run, cni, cni_target (deepest existing of /var/lib/cni, /var/lib, /var), selinux}
 function M.default_plan(ctx)
   local dir = ctx.dir
   local plan = {}
@@ -116,10 +117,11 @@ function M.default_plan(ctx)
   end
   add { name = "resolv.conf", source = ctx.resolv_source, target = target,
         options = "bind", create = under_run(ctx.resolv_target or "") and "file" or nil }
-  -- 4. CNI keeps its state under /var/lib/cni
-  if ctx.cni then
-    add { name = "cni", source = dir .. "/var/lib/cni", target = "/var/lib/cni",
-          options = "bind", create = nil, source_create = "dir" }
+  -- 4. CNI keeps its state under /var/lib/cni: a private copy of its
+  -- deepest existing ancestor is bound over it (nobody may create it there)
+  if ctx.cni and ctx.cni_target then
+    add { name = "cni", source = dir .. ctx.cni_target, target = ctx.cni_target,
+          options = "bind", source_create = "dir" }
   end
   -- 5. iptables inside wants its lock file under a /run labelled for it
   if ctx.selinux then

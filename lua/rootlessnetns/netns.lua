@@ -127,9 +127,15 @@ function Netns:_enter_holder(may_create)
 end
 
 -- A backend either runs a process (pid + start time), or has none at all
--- (start returned pid = false: a loopback-only namespace, say).
-local function backend_alive(rec)
-  if type(rec) == "table" and rec.noprocess == true and type(rec.name) == "string" then return true end
+-- (start returned pid = false: a loopback-only namespace, say).  A custom
+-- backend may judge for itself with alive(rec, ctx).
+local function backend_alive(rec, custom, ctx)
+  if type(rec) ~= "table" then return false end
+  if custom and custom.alive then
+    local ok, alive = pcall(custom.alive, rec, ctx)
+    return ok and alive == true
+  end
+  if rec.noprocess == true and type(rec.name) == "string" then return true end
   return state.valid_identity(rec) and core.alive(rec.pid, rec.starttime)
 end
 
@@ -139,8 +145,13 @@ local function cmdline_mentions(pid, needle)
   return text ~= nil and text:find(needle, 1, true) ~= nil
 end
 
+--- What a custom backend's hooks receive.
+function Netns:_hook_ctx()
+  return { cfg = self.cfg, paths = self.paths, core = core, log = log, in_netns = child.in_netns }
+end
+
 --- The configured backend when it is a custom one and made @rec, for its
--- optional stop(rec, ctx) hook.
+-- optional alive(rec, ctx), stop(rec, ctx) and info(rec, ctx) hooks.
 function Netns:_custom_backend(rec)
   local b = self.cfg.backend
   if b == "auto" or backends.BUILTIN[b] then return nil end
@@ -178,7 +189,7 @@ function Netns:_stop_backend()
   local rec = state.read_json(p.backend)
   local custom = rec and self:_custom_backend(rec)
   if custom and custom.stop then
-    local ok, err = pcall(custom.stop, rec, { cfg = self.cfg, paths = p, core = core, log = log })
+    local ok, err = pcall(custom.stop, rec, self:_hook_ctx())
     if not ok then log.warn("backend %s stop: %s", tostring(custom.name), tostring(err)) end
   end
   if rec and state.valid_identity(rec) then
@@ -328,7 +339,7 @@ function Netns:_get_or_create(h)
   local is_ns, nerr, code = core.nsfs(p.pin)
   if is_ns then
     local rec, rerr = state.read_json(p.backend)
-    if backend_alive(rec) then
+    if backend_alive(rec, rec and self:_custom_backend(rec), self:_hook_ctx()) then
       log.debug("reusing netns `%s` with %s (pid %s)", p.pin, tostring(rec.name), tostring(rec.pid or "-"))
       return { created = false, backend = rec.name, pid = rec.pid, info = state.read_json(p.info) }
     end
@@ -388,6 +399,11 @@ function Netns:_plan()
     resolv_target = target,
     systemd_run = core.lstat("/run/systemd") ~= nil,
     cni = self.cfg.cni,
+    cni_target = self.cfg.cni and (function()
+      for _, d in ipairs { "/var/lib/cni", "/var/lib", "/var" } do
+        if core.lstat(d) then return d end
+      end
+    end)(),
     selinux = core.lstat("/sys/fs/selinux/enforce") ~= nil,
   }
   local plan = mounts.default_plan(ctx)
@@ -699,7 +715,8 @@ function Netns:status()
   local live = entered and core.nsfs(p.pin) or false
   local brec = state.read_json(p.backend)
   if brec and (brec.noprocess or state.valid_identity(brec)) then
-    out.backend = { name = brec.name, pid = brec.pid or cjson.null, alive = backend_alive(brec) }
+    out.backend = { name = brec.name, pid = brec.pid or cjson.null,
+      alive = backend_alive(brec, self:_custom_backend(brec), self:_hook_ctx()) }
   end
   local nets = state.read_count(p.refcount)
   out.refs = { nets = nets, runs = state.live_refs(p) }
@@ -721,6 +738,15 @@ function Netns:info()
   if not info then
     log.warn("%s", ierr or ("`" .. self.paths.info .. "` is missing"))
     info = {}
+  end
+  local brec = state.read_json(self.paths.backend)
+  local custom = brec and self:_custom_backend(brec)
+  if custom and custom.info then
+    -- a custom backend may report fresher addresses than info.json
+    local ok, fresh = pcall(custom.info, brec, self:_hook_ctx())
+    if ok and type(fresh) == "table" then
+      for k, v in pairs(fresh) do info[k] = v end
+    end
   end
   return {
     IPAddresses = info.IPAddresses or cjson.null,

@@ -162,6 +162,21 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
   end)
 end
 
+describe("cni = true", function()
+  local fx = helper.state_fixture(before_each, after_each)
+
+  userns_it("gives commands a private /var/lib/cni, or the deepest existing ancestor", function()
+    local dir = helper.tmpdir()
+    helper.write(dir .. "/c.lua", "return { cni = true }\n")
+    local target = core.lstat("/var/lib/cni") and "/var/lib/cni" or "/var/lib"
+    local code, out, err = helper.cli({ "--config", dir .. "/c.lua", "run", "--", "sh", "-c",
+      ("touch %s/rlns-spec-mark && ls -A %s"):format(target, target) }, fx.env)
+    assert.equal(0, code, err)
+    assert.equal("rlns-spec-mark\n", out)
+    assert.is_nil(core.lstat(target .. "/rlns-spec-mark"), "the host's directory was written")
+  end)
+end)
+
 describe("host loopback", function()
   local xdg, listener, port
   before_each(function()
