@@ -78,7 +78,8 @@ describe("the default mount plan", function()
   it("follows podman's order", function()
     local plan = mounts.default_plan {
       dir = "/D", runtime_dir = "/run/user/1000", resolv_source = "/D/resolv.conf",
-      resolv_target = "/run/systemd/resolve/stub-resolv.conf", systemd_run = true, cni = true, selinux = true,
+      resolv_target = "/run/systemd/resolve/stub-resolv.conf", systemd_run = true, cni = true,
+      cni_target = "/var/lib/cni", selinux = true,
     }
     assert.same({ "runtime-dir", "systemd", "resolv-shield", "resolv.conf", "cni", "selinux-relabel", "run" }, names(plan))
     assert.equal("/D/run/user/1000", plan[1].target)
@@ -109,5 +110,16 @@ describe("the default mount plan", function()
   it("cleans paths lexically", function()
     assert.equal("/run/a", mounts.clean("/etc/../run/./a"))
     assert.equal("/", mounts.clean("/.."))
+  end)
+end)
+
+describe("the cni entry", function()
+  it("binds a private copy over the deepest existing ancestor", function()
+    local plan = mounts.default_plan { dir = "/D", resolv_source = "/D/resolv.conf", resolv_target = "/etc/resolv.conf",
+      cni = true, cni_target = "/var/lib" }
+    local cni
+    for _, e in ipairs(plan) do if e.name == "cni" then cni = e end end
+    assert.same({ source = "/D/var/lib", target = "/var/lib", source_create = "dir", options = "bind" },
+      { source = cni.source, target = cni.target, source_create = cni.source_create, options = cni.options })
   end)
 end)
