@@ -103,35 +103,37 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
       assert_one_of_each(1)
     end)
 
-    userns_it("rebuilds after the holder is SIGKILLed and stops the orphaned backend", function()
+    -- set up, then SIGKILL the holder; returns the status from before and
+    -- a check that the orphaned backend is gone
+    local function setup_and_kill_holder()
       assert.equal(0, (cli { "setup" }))
       local before = status()
       local hst = assert(core.starttime(before.holder.pid))
       local bst = assert(core.starttime(before.backend.pid))
       assert(core.kill(before.holder.pid, hst, core.SIGKILL))
       helper.eventually(function() return not core.alive(before.holder.pid, hst) end, 5)
+      return before, function()
+        return helper.eventually(function() return not core.alive(before.backend.pid, bst) end, 5)
+      end
+    end
+
+    userns_it("rebuilds after the holder is SIGKILLed and stops the orphaned backend", function()
+      local before, orphan_gone = setup_and_kill_holder()
       local code, _, err = cli { "setup" }
       assert.equal(0, code, err)
       assert.matches("previous holder died", err)
       local after = status()
       assert.are_not.equal(before.holder.pid, after.holder.pid)
-      assert.is_truthy(helper.eventually(function() return not core.alive(before.backend.pid, bst) end, 5),
-        "the orphaned backend still runs")
+      assert.is_truthy(orphan_gone(), "the orphaned backend still runs")
       assert.equal(1, #helper.processes(paths.pin))
       assert.equal(1, #helper.holders(paths.base))
     end)
 
     userns_it("teardown after the holder died stops the orphaned backend", function()
-      assert.equal(0, (cli { "setup" }))
-      local before = status()
-      local hst = assert(core.starttime(before.holder.pid))
-      local bst = assert(core.starttime(before.backend.pid))
-      assert(core.kill(before.holder.pid, hst, core.SIGKILL))
-      helper.eventually(function() return not core.alive(before.holder.pid, hst) end, 5)
+      local _, orphan_gone = setup_and_kill_holder()
       local code, _, err = cli { "teardown" }
       assert.equal(0, code, err)
-      assert.is_truthy(helper.eventually(function() return not core.alive(before.backend.pid, bst) end, 5),
-        "the orphaned backend still runs")
+      assert.is_truthy(orphan_gone(), "the orphaned backend still runs")
       assert_all_gone()
       assert.equal(0, #helper.holders(paths.base))
     end)
