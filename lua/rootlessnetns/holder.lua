@@ -43,21 +43,32 @@ end
 
 local read_text = state.read_host_file
 
-local function run_helper(argv)
-  local r, w = core.pipe()
-  local proc, err = core.spawn { argv = argv, fds = { [0] = false, [1] = w, [2] = w } }
-  w:close()
-  if not proc then
-    r:close()
-    return nil, err
+--- Run the setuid helpers side by side (they write independent maps):
+-- a cold start waits for the slower one, not for both in turn.
+local function run_helpers(argvs)
+  local running = {}
+  for i, argv in ipairs(argvs) do
+    local r, w = core.pipe()
+    local proc, err = core.spawn { argv = argv, fds = { [0] = false, [1] = w, [2] = w } }
+    w:close()
+    if not proc then
+      r:close()
+      for _, other in ipairs(running) do other.proc:wait() other.out:close() end
+      return nil, err
+    end
+    running[i] = { proc = proc, out = r, name = argv[1] }
   end
-  local output = r:readall(10000) or ""
-  r:close()
-  local how, code = proc:wait()
-  if how ~= "exited" or code ~= 0 then
-    output = output:gsub("%s+$", "")
-    return nil, ("%s failed: %s"):format(argv[1], output ~= "" and output or (how .. " " .. tostring(code)))
+  local failure
+  for _, h in ipairs(running) do
+    local output = h.out:readall(10000) or ""
+    h.out:close()
+    local how, code = h.proc:wait()
+    if not failure and (how ~= "exited" or code ~= 0) then
+      output = output:gsub("%s+$", "")
+      failure = ("%s failed: %s"):format(h.name, output ~= "" and output or (how .. " " .. tostring(code)))
+    end
   end
+  if failure then return nil, failure end
   return true
 end
 
@@ -72,8 +83,7 @@ local function write_maps(pid, ids, ctx)
     if not gargs then return nil, gerr end
     table.insert(uargs, 1, "newuidmap")
     table.insert(gargs, 1, "newgidmap")
-    local ok, err = run_helper(uargs)
-    if ok then ok, err = run_helper(gargs) end
+    local ok, err = run_helpers { uargs, gargs }
     if not ok then
       return nil, err .. " (is the uidmap package installed, with newuidmap setuid root?)"
     end
