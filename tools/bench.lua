@@ -28,7 +28,8 @@ local function argv(...)
 end
 
 local function run(cmd, quiet)
-  local p = assert(core.spawn { argv = cmd, env = env, fds = { [0] = false, [1] = false, [2] = quiet and false or nil } })
+  local fds = { [0] = false, [1] = false, [2] = quiet and false or nil }
+  local p = assert(core.spawn { argv = cmd, env = env, fds = fds })
   local how, code = p:wait()
   return how == "exited" and code == 0
 end
@@ -216,7 +217,8 @@ local function iperf(backend, reverse)
     fds = { [0] = false, [1] = false, [2] = false } })
   core.sleep(200)
   local cfgfile = xdg .. "/iperf-config.lua"
-  assert(core.writefile(cfgfile, 'return { slirp4netns = { allow_host_loopback = true }, pasta_options = { "--map-gw" } }'))
+  assert(core.writefile(cfgfile,
+    'return { slirp4netns = { allow_host_loopback = true }, pasta_options = { "--map-gw" } }'))
   local script = ('gw=$(ip route show default | cut -d" " -f3); iperf3 -c "$gw" -p %s -t 3 -J %s'):format(port,
     reverse and "-R" or "")
   local r, w = core.pipe()

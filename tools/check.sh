@@ -51,7 +51,7 @@ suite() {
 	count_tap "$name"
 }
 
-step "luacheck" luacheck --quiet lua spec bin/rootlessnetns examples tools/bench.lua
+step "luacheck" luacheck --quiet --std lua54 lua spec bin/rootlessnetns examples tools/bench.lua
 step "C static analysis (clang-tidy, cppcheck, gcc -fanalyzer)" sh tools/lint.sh
 step "bash completion parses" bash -n contrib/bash-completion/rootlessnetns
 

@@ -6,7 +6,7 @@ CFLAGS_LINT="-D_GNU_SOURCE $(pkg-config --cflags lua5.4 mount)"
 status=0
 
 echo "lint: luacheck"
-luacheck --quiet lua spec bin/rootlessnetns examples tools/bench.lua || status=1
+luacheck --quiet --std lua54 lua spec bin/rootlessnetns examples tools/bench.lua || status=1
 
 echo "lint: clang-tidy"
 # shellcheck disable=SC2086

@@ -25,7 +25,8 @@ function M.in_netns(pin, fn)
       assert(core.setns(pin, core.CLONE_NEWNET))
       return fn()
     end)
-    w:write(cjson.encode { ok = ok, result = ok and res or tostring(res) } or '{"ok":false,"result":"unencodable result"}')
+    local msg = cjson.encode { ok = ok, result = ok and res or tostring(res) }
+    w:write(msg or '{"ok":false,"result":"unencodable result"}')
     core._exit(0)
   end
   w:close()

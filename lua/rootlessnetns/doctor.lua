@@ -44,7 +44,8 @@ function M.run(env)
   if apparmor == 1 then
     add("apparmor userns restriction", "warn",
       "kernel.apparmor_restrict_unprivileged_userns is 1: unconfined programs may not mount in user namespaces",
-      "install an AppArmor profile with `userns,` for lua5.4, or sysctl -w kernel.apparmor_restrict_unprivileged_userns=0")
+      "install an AppArmor profile with `userns,` for lua5.4,"
+        .. " or sysctl -w kernel.apparmor_restrict_unprivileged_userns=0")
   end
 
   -- subordinate ids
@@ -56,7 +57,8 @@ function M.run(env)
     for _, r in ipairs(subuid) do n = n + r.count end
     add("subordinate ids", "ok", ("%d uids from /etc/subuid, %d gid ranges from /etc/subgid"):format(n, #subgid))
   else
-    add("subordinate ids", "warn", ("no ranges for %s in /etc/subuid and /etc/subgid: only uid 0 will exist inside"):format(user),
+    add("subordinate ids", "warn",
+      ("no ranges for %s in /etc/subuid and /etc/subgid: only uid 0 will exist inside"):format(user),
       ("usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s"):format(user))
   end
 

@@ -214,7 +214,8 @@ local function podman_pause(runtime_dir)
   local text = read_text(runtime_dir .. "/libpod/tmp/pause.pid")
   local pid = text and math.tointeger(tonumber(text:match("%d+")))
   if not pid then
-    return nil, ("podman's pause process is not running (no `%s/libpod/tmp/pause.pid`; run `podman unshare true` first)")
+    return nil, ("podman's pause process is not running"
+      .. " (no `%s/libpod/tmp/pause.pid`; run `podman unshare true` first)")
       :format(runtime_dir)
   end
   return pid

@@ -65,7 +65,8 @@ describe("spawn", function()
   end)
 
   it("passes env as a list or a map, and cwd", function()
-    assert.equal("a-b\n", capture { argv = { "sh", "-c", 'echo "$X-$Y"' }, env = { "X=a", Y = "b", PATH = "/usr/bin:/bin" } })
+    assert.equal("a-b\n",
+      capture { argv = { "sh", "-c", 'echo "$X-$Y"' }, env = { "X=a", Y = "b", PATH = "/usr/bin:/bin" } })
     assert.equal("/tmp\n", capture { argv = { "pwd" }, cwd = "/tmp" })
   end)
 

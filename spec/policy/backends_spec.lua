@@ -68,7 +68,8 @@ describe("slirp4netns argv", function()
 
   it("derives guest, gateway and DNS from the CIDR", function()
     assert.same({ guest = "10.0.2.100", gateway = "10.0.2.2", dns = "10.0.2.3" }, slirp.addresses(nil))
-    assert.same({ guest = "172.16.0.100", gateway = "172.16.0.2", dns = "172.16.0.3" }, slirp.addresses("172.16.0.9/16"))
+    assert.same({ guest = "172.16.0.100", gateway = "172.16.0.2", dns = "172.16.0.3" },
+      slirp.addresses("172.16.0.9/16"))
   end)
 end)
 

@@ -81,7 +81,8 @@ describe("the default mount plan", function()
       resolv_target = "/run/systemd/resolve/stub-resolv.conf", systemd_run = true, cni = true,
       cni_target = "/var/lib/cni", selinux = true,
     }
-    assert.same({ "runtime-dir", "systemd", "resolv-shield", "resolv.conf", "cni", "selinux-relabel", "run" }, names(plan))
+    assert.same({ "runtime-dir", "systemd", "resolv-shield", "resolv.conf", "cni", "selinux-relabel", "run" },
+      names(plan))
     assert.equal("/D/run/user/1000", plan[1].target)
     assert.equal("/D/run/systemd/resolve/stub-resolv.conf", plan[4].target)
     assert.equal("file", plan[4].create)

@@ -31,7 +31,8 @@ describe("examples", function()
   userns_it("loopback-only-backend gives loopback and nothing else", function()
     local cfg = EXAMPLES .. "/loopback-only-backend.lua"
     assert.equal(0, (helper.cli({ "--config", cfg, "setup" }, fx.env)))
-    local code, out, err = helper.cli({ "--config", cfg, "run", "--", "sh", "-c", "ip -o link; echo routes:$(ip route)" }, fx.env)
+    local code, out, err = helper.cli({ "--config", cfg, "run", "--", "sh", "-c",
+      "ip -o link; echo routes:$(ip route)" }, fx.env)
     assert.equal(0, code, err)
     assert.matches("^%d+: lo: <[^>]*UP", out)
     assert.is_nil(out:find("\n%d+: "), "an interface besides lo")

@@ -137,7 +137,8 @@ describe("output", function()
     st = require("cjson").decode((select(2, helper.cli({ "status", "--json" }, fx.env))))
     assert.same({ "alive", "name", "pid" }, keys(st.backend))
     local info = require("cjson").decode((select(2, helper.cli({ "info", "--json" }, fx.env))))
-    assert.same({ "DnsForwardIps", "IPAddresses", "MapGuestIps", "backend", "backend_pid", "holder_pid", "refs" }, keys(info))
+    assert.same({ "DnsForwardIps", "IPAddresses", "MapGuestIps", "backend", "backend_pid", "holder_pid", "refs" },
+      keys(info))
     assert.equal(0, (helper.cli({ "teardown" }, fx.env)))
   end)
 

@@ -75,7 +75,8 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
       end)
     end
 
-    for _, point in ipairs { "cleanup-start", "cleanup-unmounted", "cleanup-backend-stopped", "teardown-before-count" } do
+    local TEARDOWN_POINTS = { "cleanup-start", "cleanup-unmounted", "cleanup-backend-stopped", "teardown-before-count" }
+    for _, point in ipairs(TEARDOWN_POINTS) do
       userns_it("survives a SIGKILL at " .. point .. " during teardown", function()
         assert.equal(0, (cli { "setup" }))
         assert.equal(128 + core.SIGKILL, (cli({ "teardown" }, { ROOTLESSNETNS_FAULT = point })))
