@@ -121,6 +121,31 @@ deadline_after(lua_Integer timeout_ms)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + timeout_ms;
 }
 
+/*
+ * Wait until @fd is readable or the monotonic @deadline (ms) passes.
+ * Returns 1 when readable, 0 on timeout, -1 with errno on error.
+ */
+static int
+wait_readable(int fd, long long deadline)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	int r;
+
+	do
+		r = poll(&pfd, 1, ms_left(deadline));
+	while (r < 0 && errno == EINTR);
+	return r < 0 ? -1 : r > 0;
+}
+
+/* Push the failure of wait_readable() (r = 0: ETIMEDOUT). */
+static int
+push_wait_failure(lua_State *L, int r, int fd)
+{
+	if (r < 0)
+		return rlns_pushfail(L, errno, "poll fd %d", fd);
+	return rlns_pushfail(L, ETIMEDOUT, "read fd %d", fd);
+}
+
 /***
  * Read up to `max` bytes, waiting at most `timeout_ms` (default: forever).
  * @function read
@@ -141,17 +166,10 @@ l_read(lua_State *L)
 
 	luaL_argcheck(L, max > 0 && max <= (1 << 24), 2, "size out of range");
 	if (timeout >= 0) {
-		long long deadline = deadline_after(timeout);
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		int r;
+		int r = wait_readable(fd, deadline_after(timeout));
 
-		do
-			r = poll(&pfd, 1, ms_left(deadline));
-		while (r < 0 && errno == EINTR);
-		if (r < 0)
-			return rlns_pushfail(L, errno, "poll fd %d", fd);
-		if (r == 0)
-			return rlns_pushfail(L, ETIMEDOUT, "read fd %d", fd);
+		if (r <= 0)
+			return push_wait_failure(L, r, fd);
 	}
 	buf = luaL_buffinitsize(L, &b, (size_t)max);
 	n = TEMP_FAILURE_RETRY(read(fd, buf, (size_t)max));
@@ -179,15 +197,10 @@ l_readall(lua_State *L)
 		ssize_t n;
 
 		if (timeout >= 0) {
-			struct pollfd pfd = {.fd = fd, .events = POLLIN};
-			int r = poll(&pfd, 1, ms_left(deadline));
+			int r = wait_readable(fd, deadline);
 
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r < 0)
-				return rlns_pushfail(L, errno, "poll fd %d", fd);
-			if (r == 0)
-				return rlns_pushfail(L, ETIMEDOUT, "read fd %d", fd);
+			if (r <= 0)
+				return push_wait_failure(L, r, fd);
 		}
 		n = TEMP_FAILURE_RETRY(read(fd, chunk, sizeof chunk));
 		if (n < 0)

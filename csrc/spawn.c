@@ -266,6 +266,22 @@ process_close(lua_State *L)
 	return rlns_pushtrue(L);
 }
 
+/*
+ * Give the Process on top of the stack its pidfd.  Without pidfd support
+ * (old kernels, valgrind) it stays usable for our own unreaped child,
+ * signalled by pid.  Returns 1 (the Process) or the failure triple.
+ */
+static int
+attach_pidfd(lua_State *L, rlns_Process *p)
+{
+	p->pidfd = rlns_pidfd_open(p->pid);
+	if (p->pidfd < 0 && errno == ENOSYS)
+		p->nopidfd = 1;
+	else if (p->pidfd < 0)
+		return rlns_pushfail(L, errno, "pidfd_open %d", (int)p->pid);
+	return 1;
+}
+
 /***
  * A Process object for a child created by fork() (pidfd_open on an unreaped
  * child is race-free).
@@ -280,12 +296,7 @@ l_process(lua_State *L)
 	luaL_argcheck(L, pid > 0 && pid <= 0x7fffffff, 1, "invalid pid");
 	p = newprocess(L);
 	p->pid = (pid_t)pid;
-	p->pidfd = rlns_pidfd_open(p->pid);
-	if (p->pidfd < 0 && errno == ENOSYS)
-		p->nopidfd = 1;
-	else if (p->pidfd < 0)
-		return rlns_pushfail(L, errno, "pidfd_open %d", (int)pid);
-	return 1;
+	return attach_pidfd(L, p);
 }
 
 /* ---- spawn ----------------------------------------------------------- */
@@ -528,12 +539,7 @@ l_spawn(lua_State *L)
 		e.stage[sizeof e.stage - 1] = '\0';
 		return rlns_pushfail(L, e.err, "%s `%s`", e.stage, plan.argv[0]);
 	}
-	p->pidfd = rlns_pidfd_open(pid);
-	if (p->pidfd < 0 && errno == ENOSYS)
-		p->nopidfd = 1;
-	else if (p->pidfd < 0)
-		return rlns_pushfail(L, errno, "pidfd_open %d", (int)pid);
-	return 1;
+	return attach_pidfd(L, p);
 }
 
 /* ---- fork / exec / _exit for children that run Lua ------------------- */

@@ -48,6 +48,7 @@ build = {
     ["rootlessnetns.mounts"] = "lua/rootlessnetns/mounts.lua",
     ["rootlessnetns.netns"] = "lua/rootlessnetns/netns.lua",
     ["rootlessnetns.probe"] = "lua/rootlessnetns/probe.lua",
+    ["rootlessnetns.procs"] = "lua/rootlessnetns/procs.lua",
     ["rootlessnetns.resolvconf"] = "lua/rootlessnetns/resolvconf.lua",
     ["rootlessnetns.state"] = "lua/rootlessnetns/state.lua",
   },

@@ -6,6 +6,7 @@
 -- its network namespace never changes.
 local core = require "rootlessnetns"
 local log = require "rootlessnetns.log"
+local procs = require "rootlessnetns.procs"
 local state = require "rootlessnetns.state"
 
 local M = {}
@@ -74,6 +75,8 @@ end
 
 --- Write the id maps of a fresh holder.
 local function write_maps(pid, ids, ctx)
+  -- /etc/subuid names users by name or by uid
+  ids.name = ids.name or procs.user_name(ids.uid)
   local uid_ranges = M.parse_subids(read_text(ctx.subuid or "/etc/subuid"), ids.name, ids.uid)
   local gid_ranges = M.parse_subids(read_text(ctx.subgid or "/etc/subgid"), ids.name, ids.uid)
   if #uid_ranges > 0 and #gid_ranges > 0 then
@@ -144,20 +147,9 @@ M.COMM = "rlns-holder"
 -- a holder keeps @base open as its fd 3.
 -- @treturn table list of {pid, starttime}
 function M.find_running(base)
-  local found = {}
-  local me = core.getuid()
-  for _, name in ipairs(core.listdir("/proc") or {}) do
-    local pid = math.tointeger(tonumber(name))
-    local st = pid and core.lstat("/proc/" .. name)
-    if st and st.uid == me and core.readfile("/proc/" .. name .. "/comm", 64) == M.COMM .. "\n"
-        and core.readlink(("/proc/%d/fd/3"):format(pid)) == base then
-      local starttime = core.starttime(pid)
-      if starttime and core.alive(pid, starttime) then
-        found[#found + 1] = { pid = pid, starttime = starttime }
-      end
-    end
-  end
-  return found
+  return procs.ours(function(pid, comm)
+    return comm == M.COMM and core.readlink(("/proc/%d/fd/3"):format(pid)) == base
+  end)
 end
 
 --- Create a holder and record it.  Called with the state lock held.

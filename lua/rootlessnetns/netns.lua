@@ -17,6 +17,7 @@ local config = require "rootlessnetns.config"
 local holder = require "rootlessnetns.holder"
 local log = require "rootlessnetns.log"
 local mounts = require "rootlessnetns.mounts"
+local procs = require "rootlessnetns.procs"
 local state = require "rootlessnetns.state"
 
 -- Needed only when a backend starts (or a backend name is checked): not
@@ -107,16 +108,6 @@ function Netns:_enter_holder(may_create)
   if not may_create and self.cfg.userns == "auto" and not holder.in_child_userns() then
     if not holder.recorded(self.paths) then return false end
   end
-  if not self.ids.name then
-    local passwd = io.open("/etc/passwd", "r")
-    if passwd then
-      for line in passwd:lines() do
-        local name, id = line:match("^([^:]*):[^:]*:(%d+):")
-        if id and tonumber(id) == self.ids.uid then self.ids.name = name break end
-      end
-      passwd:close()
-    end
-  end
   local t0 = core.clock()
   local h, err = holder.ensure(self.paths, self.ids, self.cfg, { runtime_dir = self.runtime_dir })
   if not h then return nil, err end
@@ -129,20 +120,15 @@ end
 -- A backend either runs a process (pid + start time), or has none at all
 -- (start returned pid = false: a loopback-only namespace, say).  A custom
 -- backend may judge for itself with alive(rec, ctx).
-local function backend_alive(rec, custom, ctx)
+function Netns:_backend_alive(rec)
   if type(rec) ~= "table" then return false end
+  local custom = self:_custom_backend(rec)
   if custom and custom.alive then
-    local ok, alive = pcall(custom.alive, rec, ctx)
+    local ok, alive = pcall(custom.alive, rec, self:_hook_ctx())
     return ok and alive == true
   end
   if rec.noprocess == true and type(rec.name) == "string" then return true end
   return state.valid_identity(rec) and core.alive(rec.pid, rec.starttime)
-end
-
---- Does /proc/<pid>/cmdline mention @needle?  (For strays we never recorded.)
-local function cmdline_mentions(pid, needle)
-  local text = core.readfile(("/proc/%d/cmdline"):format(pid), 65536)
-  return text ~= nil and text:find(needle, 1, true) ~= nil
 end
 
 --- What a custom backend's hooks receive.
@@ -165,19 +151,9 @@ local BACKEND_COMMS = { ["slirp4netns"] = true, ["pasta"] = true, ["passt"] = tr
 
 --- Backend processes of ours whose command line has @pin as an argument.
 local function processes_naming(pin, extra_comm)
-  local found, me = {}, core.getuid()
-  for _, name in ipairs(core.listdir("/proc") or {}) do
-    local pid = math.tointeger(tonumber(name))
-    local st = pid and core.lstat("/proc/" .. name)
-    local comm = st and st.uid == me and (core.readfile("/proc/" .. name .. "/comm", 64) or ""):gsub("\n$", "")
-    local cmd = comm and (BACKEND_COMMS[comm] or comm == extra_comm)
-      and core.readfile(("/proc/%d/cmdline"):format(pid), 65536)
-    if cmd and ("\0" .. cmd):find("\0" .. pin .. "\0", 1, true) then
-      local starttime = core.starttime(pid)
-      if starttime then found[#found + 1] = { pid = pid, starttime = starttime } end
-    end
-  end
-  return found
+  return procs.ours(function(pid, comm)
+    return (BACKEND_COMMS[comm] or comm == extra_comm) and procs.has_arg(pid, pin)
+  end)
 end
 
 --- Stop the backend: the recorded one (identity checked) and a stray that
@@ -202,7 +178,7 @@ function Netns:_stop_backend()
   end
   local text = core.readfile(p.pidfile, 64)
   local pid = text and math.tointeger(tonumber(text:match("^%s*(%d+)%s*$") or ""))
-  if pid and pid > 0 and not (rec and rec.pid == pid) and cmdline_mentions(pid, p.pin) then
+  if pid and pid > 0 and not (rec and rec.pid == pid) and procs.has_arg(pid, p.pin) then
     local st = core.starttime(pid)
     if st then core.kill(pid, st, core.SIGTERM) end
   end
@@ -274,9 +250,7 @@ function Netns:_start_backend(created)
   local res, err
   if backend then
     local t0 = core.clock()
-    res, err = backend.start {
-      cfg = cfg, paths = p, core = core, log = log, in_netns = child.in_netns,
-    }
+    res, err = backend.start(self:_hook_ctx())
     log.debug("%s started in %.1f ms", backend.name, (core.clock() - t0) * 1000)
   else
     err = berr
@@ -330,7 +304,7 @@ function Netns:_start_backend(created)
     return nil, werr
   end
   core.fault_point("backend-recorded")
-  return { created = created, backend = backend.name, pid = res.pid, info = res.info }
+  return { created = created, backend = backend.name, pid = res.pid }
 end
 
 --- Reuse a live namespace, repair a broken one, or create it.  Lock held.
@@ -339,9 +313,9 @@ function Netns:_get_or_create(h)
   local is_ns, nerr, code = core.nsfs(p.pin)
   if is_ns then
     local rec, rerr = state.read_json(p.backend)
-    if backend_alive(rec, rec and self:_custom_backend(rec), self:_hook_ctx()) then
+    if self:_backend_alive(rec) then
       log.debug("reusing netns `%s` with %s (pid %s)", p.pin, tostring(rec.name), tostring(rec.pid or "-"))
-      return { created = false, backend = rec.name, pid = rec.pid, info = state.read_json(p.info) }
+      return { created = false, backend = rec.name, pid = rec.pid }
     end
     if rerr then log.warn("%s", rerr) end
     log.warn("the %s backend%s is gone; restarting it in the same namespace",
@@ -716,7 +690,7 @@ function Netns:status()
   local brec = state.read_json(p.backend)
   if brec and (brec.noprocess or state.valid_identity(brec)) then
     out.backend = { name = brec.name, pid = brec.pid or cjson.null,
-      alive = backend_alive(brec, self:_custom_backend(brec), self:_hook_ctx()) }
+      alive = self:_backend_alive(brec) }
   end
   local nets = state.read_count(p.refcount)
   out.refs = { nets = nets, runs = state.live_refs(p) }

@@ -1,0 +1,48 @@
+--- Processes of ours found without records: one scan of /proc, shared by
+-- the holder (holders of a state directory) and the flow (backends naming
+-- a pin), for when a record was lost.  Never on a warm path.
+local core = require "rootlessnetns"
+
+local M = {}
+
+--- Live (not zombie) processes of this user, other than this one, for
+-- which @pred(pid, comm) is true.
+-- @treturn table list of {pid, starttime}
+function M.ours(pred)
+  local found, me, self_pid = {}, core.getuid(), core.getpid()
+  for _, name in ipairs(core.listdir("/proc") or {}) do
+    local pid = math.tointeger(tonumber(name))
+    local st = pid and pid ~= self_pid and core.lstat("/proc/" .. name)
+    if st and st.uid == me then
+      local comm = (core.readfile("/proc/" .. name .. "/comm", 64) or ""):gsub("\n$", "")
+      local starttime, state = core.starttime(pid)
+      if starttime and state ~= "Z" and state ~= "X" and pred(pid, comm) then
+        found[#found + 1] = { pid = pid, starttime = starttime }
+      end
+    end
+  end
+  return found
+end
+
+--- Does @pid's command line have @arg as one of its arguments?
+function M.has_arg(pid, arg)
+  local cmd = core.readfile(("/proc/%d/cmdline"):format(pid), 65536)
+  return cmd ~= nil and ("\0" .. cmd):find("\0" .. arg .. "\0", 1, true) ~= nil
+end
+
+--- The name of user @uid, from /etc/passwd (nil when it has none).
+function M.user_name(uid)
+  local passwd = io.open("/etc/passwd", "r")
+  if not passwd then return nil end
+  for line in passwd:lines() do
+    local name, id = line:match("^([^:]*):[^:]*:(%d+):")
+    if id and tonumber(id) == uid then
+      passwd:close()
+      return name
+    end
+  end
+  passwd:close()
+  return nil
+end
+
+return M
