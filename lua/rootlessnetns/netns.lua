@@ -250,7 +250,10 @@ function Netns:_start_backend(created)
   local res, err
   if backend then
     local t0 = core.clock()
-    res, err = backend.start(self:_hook_ctx())
+    -- a backend may be the operator's own code: its errors are failures
+    -- to start like any other, not crashes that leave a pin behind
+    local ok, r, e = pcall(backend.start, self:_hook_ctx())
+    if ok then res, err = r, e else err = tostring(r) end
     log.debug("%s started in %.1f ms", backend.name, (core.clock() - t0) * 1000)
   else
     err = berr

@@ -217,6 +217,19 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
       assert_one_of_each(1)
     end)
 
+    userns_it("reports a custom backend that raises as a failed start, leaving nothing", function()
+      local dir = helper.tmpdir()
+      helper.write(dir .. "/config.lua",
+        'return { backend = { name = "boom", start = function() error("kaput") end } }\n')
+      local code, _, err = helper.cli({ "--config", dir .. "/config.lua", "run", "--", "true" }, env)
+      assert.equal(125, code)
+      assert.matches("^rootlessnetns: rootless netns: start boom: .*kaput\n$", err)
+      assert.is_nil(core.lstat(paths.pin))
+      code, _, err = cli { "setup" }
+      assert.equal(0, code, err)
+      assert.is_nil(err:find("gone", 1, true), "the failed start left a usable-looking namespace")
+    end)
+
     userns_it("teardown never starts a backend", function()
       assert.equal(0, (cli { "setup" }))
       local st = status()
