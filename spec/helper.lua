@@ -222,13 +222,23 @@ function M.runtime_dir()
   return M.tmpdir()
 end
 
---- The backend processes naming @pin once they have settled to @n (a
--- SIGTERMed backend takes a moment to go): waits up to 5 s.
-function M.settled_processes(pin, n)
+--- @list() once it has settled to @n entries (a signalled process takes a
+-- moment to go): waits up to 5 s, then returns what is there.
+function M.settled(list, n)
   return M.eventually(function()
-    local found = M.processes(pin)
+    local found = list()
     return #found == n and found or nil
-  end, 5) or M.processes(pin)
+  end, 5) or list()
+end
+
+--- The backend processes naming @pin, settled to @n.
+function M.settled_processes(pin, n)
+  return M.settled(function() return M.processes(pin) end, n)
+end
+
+--- The holders of state directory @base, settled to @n.
+function M.settled_holders(base, n)
+  return M.settled(function() return M.holders(base) end, n)
 end
 
 --- Wait until @fn returns truthy (polling), at most @seconds.

@@ -43,7 +43,7 @@ describe("concurrency", function()
     local n = 0
     for _ in pairs(pids) do n = n + 1 end
     assert.equal(1, n, "more than one backend served the overlapping runs")
-    assert.equal(1, #helper.holders(base))
+    assert.equal(1, #helper.settled_holders(base, 1))
     assert.is_nil(core.lstat(pin))
     assert.same({}, helper.settled_processes(pin, 0))
   end)

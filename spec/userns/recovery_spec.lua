@@ -35,7 +35,7 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
       local st = status()
       assert.is_true(st.up, "not up")
       assert.equal(nets, st.refs.nets)
-      assert.equal(1, #helper.holders(paths.base), "holders")
+      assert.equal(1, #helper.settled_holders(paths.base, 1), "holders")
       assert.equal(1, helper.mounts_in(st.holder.pid, paths.pin), "pin mounts")
       assert.equal(1, #helper.settled_processes(paths.pin, 1), "backend processes")
     end
@@ -127,7 +127,7 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
       assert.are_not.equal(before.holder.pid, after.holder.pid)
       assert.is_truthy(orphan_gone(), "the orphaned backend still runs")
       assert.equal(1, #helper.processes(paths.pin))
-      assert.equal(1, #helper.holders(paths.base))
+      assert.equal(1, #helper.settled_holders(paths.base, 1))
     end)
 
     userns_it("teardown after the holder died stops the orphaned backend", function()
@@ -136,7 +136,7 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
       assert.equal(0, code, err)
       assert.is_truthy(orphan_gone(), "the orphaned backend still runs")
       assert_all_gone()
-      assert.equal(0, #helper.holders(paths.base))
+      assert.equal(0, #helper.settled_holders(paths.base, 0))
     end)
 
     userns_it("replaces a plain file left at the pin", function()
