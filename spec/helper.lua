@@ -144,7 +144,9 @@ function M.cli(args, env, opts)
     proc:wait()
     error("CLI timed out: " .. table.concat(args, " "))
   end
-  return how == "signaled" and 128 + code or code, M.read(dir .. "/out"), M.read(dir .. "/err")
+  local stdout, stderr = M.read(dir .. "/out"), M.read(dir .. "/err")
+  core.rmtree(dir)
+  return how == "signaled" and 128 + code or code, stdout, stderr
 end
 
 --- Live (non-zombie) processes of ours, other than this one, for which

@@ -8,10 +8,12 @@ local userns_it = helper.userns_it(it, pending)
 local ITERATIONS = tonumber(os.getenv("ROOTLESSNETNS_CHAOS")) or 300
 
 describe("chaos", function()
+  -- a fresh XDG_RUNTIME_DIR, cleaned up even when an assertion fails
+  local fx = helper.state_fixture(before_each, after_each)
+
   userns_it(("%d random commands, about half of them SIGKILLed"):format(ITERATIONS), function()
-    local xdg = helper.runtime_dir()
-    local env = { XDG_RUNTIME_DIR = xdg }
-    local base = xdg .. "/rootlessnetns"
+    local env = fx.env
+    local base = fx.xdg .. "/rootlessnetns"
     local pin = base .. "/rootless-netns/rootless-netns"
     local commands = {
       { "run", "--", "sleep", "0.05" }, { "run", "--", "true" }, { "setup" }, { "teardown" },
@@ -60,6 +62,5 @@ describe("chaos", function()
     assert.equal(1, #helper.settled_holders(base, 1))
     assert.equal(0, (helper.cli({ "cleanup" }, env)))
     assert.equal(0, #helper.settled_holders(base, 0))
-    helper.cleanup_dirs()
   end)
 end)
