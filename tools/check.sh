@@ -12,7 +12,9 @@ cd "$here"
 passed=0
 failed=0
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+tree=
+# the staged copy goes too when the run is interrupted
+trap 'rm -f "$log"; if [ -n "$tree" ] && [ "$tree" != "$here" ]; then rm -rf "$tree"; fi' EXIT
 
 count_tap() {
 	p=$(grep -c '^ok ' "$log" || true)
@@ -110,6 +112,5 @@ step "luarocks make into a scratch tree: CLI, --help of every command, man page,
 	lua5.4 -e 'local c = require \"rootlessnetns\"; assert(c.netns_create and require(\"rootlessnetns.netns\").new)'"
 rm -rf "$rocktree"
 
-[ "$tree" != "$here" ] && rm -rf "$tree"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
