@@ -10,6 +10,9 @@
 #include <netinet/in.h>
 #include <sched.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 
@@ -216,8 +219,66 @@ l_getifaddrs(lua_State *L)
 	return 1;
 }
 
+/***
+ * Index of the network interface @name in this process's network
+ * namespace.
+ * @function if_index
+ * @tparam string name
+ * @treturn[1] int index
+ * @return[2] nil, message, errno (ENODEV when there is none)
+ */
+static int
+l_if_index(lua_State *L)
+{
+	const char *name = luaL_checkstring(L, 1);
+	unsigned idx;
+
+	rlns_checknargs(L, 1);
+	idx = if_nametoindex(name);
+	if (idx == 0)
+		return rlns_pushfail(L, errno, "interface `%s`", name);
+	lua_pushinteger(L, idx);
+	return 1;
+}
+
+/***
+ * Bring the interface @name up (IFF_UP) in this process's network
+ * namespace, as `ip link set NAME up` does; a fresh namespace's loopback
+ * starts down.
+ * @function link_up
+ * @tparam string name
+ * @treturn[1] true
+ * @return[2] nil, message, errno
+ */
+static int
+l_link_up(lua_State *L)
+{
+	size_t len;
+	const char *name = luaL_checklstring(L, 1, &len);
+	cleanup_close int sock = -1;
+	struct ifreq ifr = {0};
+
+	rlns_checknargs(L, 1);
+	if (len == 0 || len >= sizeof ifr.ifr_name)
+		return luaL_argerror(L, 1, "invalid interface name");
+	memcpy(ifr.ifr_name, name, len);
+	sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (sock < 0)
+		return rlns_pushfail(L, errno, "socket");
+	if (ioctl(sock, SIOCGIFFLAGS, &ifr) < 0)
+		return rlns_pushfail(L, errno, "interface `%s`", name);
+	if (ifr.ifr_flags & IFF_UP)
+		return rlns_pushtrue(L);
+	ifr.ifr_flags |= IFF_UP;
+	if (ioctl(sock, SIOCSIFFLAGS, &ifr) < 0)
+		return rlns_pushfail(L, errno, "bring `%s` up", name);
+	return rlns_pushtrue(L);
+}
+
 static const luaL_Reg ns_funcs[] = {
 	{"getifaddrs", l_getifaddrs},
+	{"if_index", l_if_index},
+	{"link_up", l_link_up},
 	{"unshare", l_unshare},
 	{"setns", l_setns},
 	{"ns_open", l_ns_open},

@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <sched.h>
+#include <sys/mount.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/signalfd.h>
@@ -310,6 +311,7 @@ struct spawn_plan {
 	int setsid;
 	int setpgid;
 	int unshare_flags;
+	int netns; /* -1: stay in the caller's network namespace */
 	int nmap;
 	int target[MAX_MAPPED_FD];
 	int source[MAX_MAPPED_FD]; /* -1: /dev/null */
@@ -353,8 +355,16 @@ spawn_child(const struct spawn_plan *plan, int errfd)
 		spawn_fail(errfd, "setsid");
 	if (plan->setpgid && setpgid(0, 0) < 0)
 		spawn_fail(errfd, "setpgid");
+	if (plan->netns >= 0 && setns(plan->netns, CLONE_NEWNET) < 0)
+		spawn_fail(errfd, "setns");
 	if (plan->unshare_flags && unshare(plan->unshare_flags) < 0)
 		spawn_fail(errfd, "unshare");
+	/* A copy of a shared mount stays a peer of the original: whatever the
+	 * program unmounts (slirp4netns' sandbox detaches the old root) would
+	 * be unmounted in our namespace too, named netns pins included. */
+	if ((plan->unshare_flags & CLONE_NEWNS) &&
+	    mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL) < 0)
+		spawn_fail(errfd, "rslave");
 	/* Move every source above the highest target first, so no dup2 can
 	 * clobber a source that is still needed. */
 	if (errfd < high) {
@@ -481,14 +491,16 @@ checkfdmap(lua_State *L, int idx, struct spawn_plan *plan)
  *   argv (list, required; argv[1] is searched in PATH when it has no slash),
  *   env (list of "K=V" or map; default: inherited), cwd, fds (map target fd
  *   -> Fd|int|false (= /dev/null); descriptors not mapped, other than 0-2,
- *   are closed), setsid, setpgid, unshare (CLONE_NEW* flags)
+ *   are closed), setsid, setpgid, netns (Fd|int of a network namespace to
+ *   join first), unshare (CLONE_NEW* flags; a new mount namespace is made
+ *   rslave, so nothing the program mounts or unmounts reaches ours)
  * @treturn[1] Process
  * @return[2] nil, message ("exec `prog`: No such file or directory"), errno
  */
 static int
 l_spawn(lua_State *L)
 {
-	struct spawn_plan plan = {0};
+	struct spawn_plan plan = {.netns = -1};
 	struct spawn_error e;
 	cleanup_close int err_r = -1;
 	cleanup_close int err_w = -1;
@@ -512,6 +524,8 @@ l_spawn(lua_State *L)
 	plan.setsid = lua_toboolean(L, -1);
 	lua_getfield(L, 1, "setpgid");
 	plan.setpgid = lua_toboolean(L, -1);
+	if (lua_getfield(L, 1, "netns") != LUA_TNIL)
+		plan.netns = rlns_checkfd(L, lua_gettop(L));
 	if (lua_getfield(L, 1, "unshare") != LUA_TNIL)
 		plan.unshare_flags = rlns_checkflags(L, lua_gettop(L));
 	if (lua_getfield(L, 1, "fds") != LUA_TNIL)

@@ -25,7 +25,10 @@ function M.in_netns(pin, fn)
       assert(core.setns(pin, core.CLONE_NEWNET))
       return fn()
     end)
-    local msg = cjson.encode { ok = ok, result = ok and res or tostring(res) }
+    -- (not `ok and res or ...`: a result of false must stay false)
+    local result = res
+    if not ok then result = tostring(res) end
+    local msg = cjson.encode { ok = ok, result = result }
     w:write(msg or '{"ok":false,"result":"unencodable result"}')
     core._exit(0)
   end

@@ -12,7 +12,7 @@ local M = {}
 
 M.EXIT_OURS, M.EXIT_CANNOT_EXEC, M.EXIT_NOT_FOUND = 125, 126, 127
 
-local COMMANDS_WITH_TAIL = { run = true, setup = true, teardown = true }
+local COMMANDS_WITH_TAIL = { run = true, setup = true, teardown = true, ["netns exec"] = true }
 
 local function die(msg)
   io.stderr:write("rootlessnetns: ", msg, "\n")
@@ -47,24 +47,52 @@ local function build_parser()
   parser:command("cleanup", "Remove the namespace whatever the count, and stop the holder.")
   parser:command("doctor", "Check this host: user namespaces, subordinate ids, helpers, /dev/net/tun, backends.")
     :flag("--json", "Print JSON.")
+
+  local named = parser:command("netns", "Named namespaces (a rootless `ip netns`) and their lab network.")
+  named:command_target("netns_command")
+  local add = named:command("add", "Create a namespace (a random netns-<uuid> without NAME); print its name.")
+  add:argument("name", "Its name."):args("?")
+  add:flag("--json", "Print JSON.")
+  named:command("list", "The namespaces: state, address, processes inside."):flag("--json", "Print JSON.")
+  local exec = named:command("exec", "Run CMD inside NAME (default: $SHELL); the exit status is CMD's.")
+  exec:argument("name", "The namespace.")
+  exec:usage("Usage: rootlessnetns netns exec [-h] NAME [--] [CMD [ARG...]]")
+  local del = named:command("del", "Delete a namespace (disconnected first).")
+  del:argument("name", "The namespace.")
+  del:flag("--force", "Kill the processes still inside first.")
+  del:flag("--json", "Print JSON.")
+  local connect = named:command("connect", "Plug NAME into the bridge in the rootless netns.")
+  connect:argument("name", "The namespace.")
+  connect:option("--ip", "Its address (default: the next free one).", nil):argname("ADDR[/PREFIX]")
+  connect:flag("--json", "Print JSON.")
+  local disconnect = named:command("disconnect", "Unplug NAME; its address and reference go.")
+  disconnect:argument("name", "The namespace.")
+  disconnect:flag("--json", "Print JSON.")
   return parser
 end
 
 --- Split argv into what the parser sees and the command to run inside:
--- run's command starts at `--` or at its first non-option word; setup's
--- and teardown's only after `--`.
+-- run's command starts at `--` or at its first non-option word, so does
+-- `netns exec NAME`'s after NAME; setup's and teardown's only after `--`.
 function M.split(args)
   local head, tail = {}, nil
   local i, sub = 1, nil
-  local takes_value = { ["--config"] = true, ["--backend"] = true, ["--log-level"] = true, ["--nets"] = true }
+  local words = 0 -- non-option words after `netns exec`
+  local takes_value = { ["--config"] = true, ["--backend"] = true, ["--log-level"] = true, ["--nets"] = true,
+    ["--ip"] = true }
   while i <= #args do
     local a = args[i]
+    local option = a:sub(1, 1) == "-"
+    if sub == "netns exec" and not option then words = words + 1 end
     if tail then
       tail[#tail + 1] = a
     elseif a == "--" and sub then
       tail = {}
-    elseif sub == "run" and a:sub(1, 1) ~= "-" then
+    elseif (sub == "run" or words == 2) and not option then
       tail = { a }
+    elseif sub == "netns" and a == "exec" then
+      sub = "netns exec"
+      head[#head + 1] = a
     elseif takes_value[a] and args[i + 1] then
       -- joined, so a value such as "-1" is not taken for an option
       i = i + 1
@@ -164,7 +192,8 @@ function handlers.info(ns, opts)
       { "dns forwarders", list(info.DnsForwardIps) },
       { "map-guest addresses", list(info.MapGuestIps) },
       { "holder", "pid " .. pid_text(info.holder_pid) },
-      { "references", ("nets %d, runs %d"):format(info.refs.nets, info.refs.runs) },
+      { "references", ("nets %d, runs %d, connections %d"):format(info.refs.nets, info.refs.runs,
+        info.refs.connections) },
     }
   end
   return 0
@@ -182,7 +211,8 @@ function handlers.status(ns, opts)
       { "netns", st.netns and st.pin or "-" },
       { "backend", ("%s (pid %s)"):format(backend, pid_text(st.backend.pid, st.backend.alive)) },
       { "holder", "pid " .. pid_text(st.holder.pid, st.holder.alive) },
-      { "references", ("nets %d, runs %d"):format(st.refs.nets, st.refs.runs) },
+      { "references", ("nets %d, runs %d, connections %d"):format(st.refs.nets, st.refs.runs,
+        st.refs.connections) },
       { "state dir", st.state_dir },
     }
   end
@@ -209,6 +239,107 @@ function handlers.doctor(_, opts, _, getenv)
   return doctor.failed(results) and 1 or 0
 end
 
+-- cjson 2.1 encodes an empty table as {}; lists in our JSON are lists.
+local EMPTY_LIST = "\1empty-list\1"
+local function json_list(t)
+  if #t == 0 then return EMPTY_LIST end
+  return t
+end
+
+local function print_json_lists(value)
+  local text = cjson.encode(value):gsub('"\\u0001empty%-list\\u0001"', "[]")
+  io.stdout:write(text, "\n")
+end
+
+local function print_table(header, rows)
+  local widths = {}
+  for _, r in ipairs { header, table.unpack(rows) } do
+    for i, cell in ipairs(r) do widths[i] = math.max(widths[i] or 0, #cell) end
+  end
+  for _, r in ipairs { header, table.unpack(rows) } do
+    local cells = {}
+    for i, cell in ipairs(r) do
+      cells[i] = i < #r and ("%-" .. widths[i] .. "s"):format(cell) or cell
+    end
+    io.stdout:write(table.concat(cells, "  "), "\n")
+  end
+end
+
+local netns_handlers = {}
+
+function netns_handlers.add(l, opts)
+  local name, path, code = l:add(opts.name)
+  if not name then return die(path) end
+  if opts.json then print_json { name = name, path = path } else io.stdout:write(name, "\n") end
+  return 0
+end
+
+function netns_handlers.list(l, opts)
+  local list, err = l:list()
+  if not list then return die(err) end
+  if opts.json then
+    for _, e in ipairs(list) do e.pids = json_list(e.pids) end
+    print_json_lists(json_list(list))
+    return 0
+  end
+  local rows = {}
+  for _, e in ipairs(list) do
+    rows[#rows + 1] = { e.name, e.live and "live" or "stale",
+      e.address ~= cjson.null and e.address or "-", #e.pids > 0 and table.concat(e.pids, ",") or "-" }
+  end
+  print_table({ "NAME", "STATE", "ADDRESS", "PROCESSES" }, rows)
+  return 0
+end
+
+function netns_handlers.exec(l, opts, tail, getenv)
+  local cmd = tail
+  if not cmd or #cmd == 0 then
+    local shell = getenv("SHELL")
+    if not shell or shell == "" then return die("no command given and $SHELL is not set") end
+    cmd = { shell }
+  end
+  local signals <close> = core.block_signals { core.SIGINT, core.SIGTERM, core.SIGHUP }
+  local how, code, ecode, stage = l:exec(opts.name, cmd, { signals = signals })
+  if not how then return command_failure(code, ecode, stage) end
+  return status_code(how, code)
+end
+
+function netns_handlers.del(l, opts)
+  local ok, err = l:del(opts.name, { force = opts.force })
+  if not ok then return die(err) end
+  if opts.json then print_json { name = opts.name, deleted = true } end
+  return 0
+end
+
+function netns_handlers.connect(l, opts)
+  local lease, err = l:connect(opts.name, { ip = opts.ip })
+  if not lease then return die(err) end
+  if opts.json then
+    print_json(lease)
+  else
+    io.stdout:write(("%s: %s/%d on %s (gateway %s)\n"):format(lease.name, lease.address, lease.prefix,
+      lease.bridge, lease.gateway))
+  end
+  return 0
+end
+
+function netns_handlers.disconnect(l, opts)
+  local ok, err = l:disconnect(opts.name)
+  if not ok then return die(err) end
+  if opts.json then print_json { name = opts.name, connected = false } end
+  return 0
+end
+
+function handlers.netns(ns, opts, tail, getenv)
+  local handler = netns_handlers[opts.netns_command]
+  if not handler then
+    io.stdout:write(build_parser():get_help(), "\n")
+    return M.EXIT_OURS
+  end
+  local l = require("rootlessnetns.lab").new(ns)
+  return handler(l, opts, tail, getenv)
+end
+
 --- A well-formed everyday command line needs no parser, so argparse
 -- (1.7 ms to load) stays off the hot paths: global options, a command,
 -- and that command's own options.  Help, version and anything unusual
@@ -221,6 +352,17 @@ local COMMAND_OPTIONS = {
 }
 function M.quick_parse(head)
   local opts, command = {}, nil
+  -- `netns exec NAME`: the one netns command that labs run in loops
+  local n = #head
+  if n >= 3 and head[n - 2] == "netns" and head[n - 1] == "exec" and head[n]:sub(1, 1) ~= "-" then
+    -- the global options before it, checked as if before a plain command
+    local globals = table.move(head, 1, n - 3, 1, {})
+    globals[#globals + 1] = "cleanup"
+    opts = M.quick_parse(globals)
+    if not opts then return nil end
+    opts.command, opts.netns_command, opts.name = "netns", "exec", head[n]
+    return opts
+  end
   for _, word in ipairs(head) do
     local name, value = word:match("^(%-%-[%w-]+)=(.*)$")
     local key
@@ -265,8 +407,9 @@ local function main(args, getenv)
     io.stdout:write(build_parser():get_help(), "\n")
     return M.EXIT_OURS
   end
-  if tail and not COMMANDS_WITH_TAIL[opts.command] then
-    return die(("`%s` takes no command"):format(opts.command))
+  local full = opts.netns_command and ("netns " .. opts.netns_command) or opts.command
+  if tail and not COMMANDS_WITH_TAIL[full] then
+    return die(("`%s` takes no command"):format(full))
   end
   local level = opts.log_level or getenv("ROOTLESSNETNS_LOG_LEVEL")
   if level then

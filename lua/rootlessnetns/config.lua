@@ -32,6 +32,12 @@ function M.defaults()
     state_dir = nil,           -- default $XDG_RUNTIME_DIR/rootlessnetns
     ready_timeout = 10,        -- seconds a backend may take to become ready
     log_level = nil,
+    connect = {                -- `netns connect`: the bridge in the rootless netns
+      subnet = "10.89.0.0/24", -- the bridge takes .1, namespaces the others
+      bridge = "rlnsbr0",
+      interface = "eth0",      -- the namespace's end of its veth pair
+      mtu = nil,               -- default: the kernel's (1500)
+    },
   }
 end
 
@@ -91,6 +97,17 @@ local function absolute(v)
   if v:sub(1, 1) ~= "/" then return "must be an absolute path" end
 end
 
+local function subnet(v)
+  local ok, err = require("rootlessnetns.addrpool").subnet(v)
+  if not ok then return "must be an IPv4 subnet from /8 to /29: " .. err end
+end
+
+local function ifname(v)
+  if #v < 1 or #v > 15 or not v:match("^[%w_.-]+$") or v == "." or v == ".." then
+    return "must be an interface name: 1 to 15 letters, digits, `_`, `.` or `-`"
+  end
+end
+
 local function backend_value(v)
   if type(v) == "table" then
     for _, fn in ipairs { "start" } do
@@ -127,6 +144,15 @@ M.schema = {
   state_dir = { types = { "string" }, check = absolute },
   ready_timeout = { types = { "number" }, check = positive },
   log_level = { types = { "string" }, check = one_of { "error", "warn", "info", "debug" } },
+  connect = {
+    types = { "table" },
+    fields = {
+      subnet = { types = { "string" }, check = subnet },
+      bridge = { types = { "string" }, check = ifname },
+      interface = { types = { "string" }, check = ifname },
+      mtu = { types = { "number" }, check = integer_between(68, 65520) },
+    },
+  },
 }
 
 local function sorted_keys(t)

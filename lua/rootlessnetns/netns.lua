@@ -354,14 +354,15 @@ function Netns:_get_or_create(h)
   return self:_start_backend(true)
 end
 
---- Count of users: nets from setup/teardown plus live `run` processes.
+--- Count of users: nets from setup/teardown, live `run` processes and
+-- namespaces connected with `netns connect`.
 function Netns:_users()
   local n, warning = state.read_count(self.paths.refcount)
   if warning then
     log.warn("%s", warning)
     state.write_count(self.paths.refcount, n)
   end
-  return n + state.live_refs(self.paths), n
+  return n + state.live_refs(self.paths) + state.connections(self.paths), n
 end
 
 --- The mount plan for commands, after the config's hook.
@@ -443,10 +444,11 @@ local function resolve_command(cmd)
   return resolved
 end
 
---- Fork the child that runs @cmd inside.  Lock held.
+--- Fork the child that runs @cmd inside the netns pinned at @pin (default:
+-- the rootless netns).  Lock held.
 -- @treturn Process, Fd (error pipe read end)
-function Netns:_spawn_inside(cmd, env, plan)
-  local netfd, err, code = core.open(self.paths.pin, "r")
+function Netns:_spawn_inside(cmd, env, plan, pin)
+  local netfd, err, code = core.open(pin or self.paths.pin, "r")
   if not netfd then return nil, err, code end
   local errr, errw = core.pipe()
   io.stdout:flush()
@@ -645,7 +647,7 @@ function Netns:teardown(nets, cmd)
   local ok, err
   if live then
     ok, err = state.write_count(self.paths.refcount, count)
-    if ok and count + state.live_refs(self.paths) == 0 then ok, err = self:_cleanup() end
+    if ok and self:_users() == 0 then ok, err = self:_cleanup() end
   else
     -- Nothing live: whatever is left is stale, an orphaned backend of a
     -- dead holder included.
@@ -666,9 +668,22 @@ function Netns:cleanup(opts)
   local h, herr = self:_enter_holder(false)
   if h == nil then lock:close() return nil, herr end
   ok, err = self:_cleanup()
-  if opts.holder and (not h or h.mode == "own") then holder.stop(self.paths) end
+  if opts.holder and (not h or h.mode == "own") then
+    -- named namespaces live in the holder's mounts and go with it
+    self:_forget_named()
+    holder.stop(self.paths)
+  end
   lock:close()
   return ok, err
+end
+
+--- Unpin every named namespace and drop its record.  Lock held.
+function Netns:_forget_named()
+  for _, name in ipairs(core.listdir(self.paths.names) or {}) do
+    local pin = self.runtime_dir .. "/netns/" .. name
+    if core.nsfs(pin) then core.netns_unmount(pin, 5000) else core.unlink(pin) end
+    core.unlink(self.paths.names .. "/" .. name)
+  end
 end
 
 --- What a status report says, as a table (stable keys, see the README).
@@ -696,7 +711,7 @@ function Netns:status()
       alive = self:_backend_alive(brec) }
   end
   local nets = state.read_count(p.refcount)
-  out.refs = { nets = nets, runs = state.live_refs(p) }
+  out.refs = { nets = nets, runs = state.live_refs(p), connections = live and state.connections(p) or 0 }
   out.up = live == true and out.backend.alive
   out.netns = live == true
   lock:close()
@@ -735,5 +750,8 @@ function Netns:info()
     refs = st.refs,
   }
 end
+
+-- for the named namespaces of rootlessnetns.lab, which run commands the same way
+M._check_cmd, M._resolve_command, M._finish_child = check_cmd, resolve_command, finish_child
 
 return M

@@ -96,7 +96,8 @@ function M.paths(base)
     resolv = dir .. "/resolv.conf",
     run = dir .. "/run",
     log = dir .. "/backend.log",
-    netns_dir = base .. "/netns",
+    leases = dir .. "/leases.json",
+    names = base .. "/netns",
   }
 end
 
@@ -209,6 +210,43 @@ function M.live_refs(p)
     end
   end
   return live
+end
+
+--- The address leases of `netns connect` (they live in the rootless
+-- netns's directory: its veths and bridge go when it goes).  A missing
+-- file is no lease; a damaged one is reported and counts as none, and the
+-- next connect or disconnect removes the interfaces it no longer names.
+-- @treturn table {last = address|nil, leases = {name = lease}}
+-- @treturn string|nil what was wrong with the file
+function M.read_leases(p)
+  local data, err = M.read_json(p.leases)
+  if type(data) ~= "table" or type(data.leases) ~= "table" then
+    return { leases = {} }, err or (data and ("`%s`: no `leases` table; counting none"):format(p.leases))
+  end
+  for name, lease in pairs(data.leases) do
+    if type(name) ~= "string" or type(lease) ~= "table" then
+      data.leases[name] = nil
+    else
+      -- JSON numbers come back as floats
+      lease.index = math.tointeger(lease.index)
+      lease.prefix = math.tointeger(lease.prefix)
+    end
+  end
+  return data
+end
+
+function M.write_leases(p, data)
+  return M.write_json(p.leases, data)
+end
+
+--- Connections that hold a reference: completed leases only (a connect
+-- killed half way holds none; its lease is repaired away).
+function M.connections(p)
+  local n = 0
+  for _, lease in pairs(M.read_leases(p).leases) do
+    if lease.connected == true then n = n + 1 end
+  end
+  return n
 end
 
 return M
