@@ -268,22 +268,22 @@ end
 local netns_handlers = {}
 
 function netns_handlers.add(l, opts)
-  local name, path, code = l:add(opts.name)
+  local name, path = l:add(opts.name)
   if not name then return die(path) end
   if opts.json then print_json { name = name, path = path } else io.stdout:write(name, "\n") end
   return 0
 end
 
 function netns_handlers.list(l, opts)
-  local list, err = l:list()
-  if not list then return die(err) end
+  local entries, err = l:list()
+  if not entries then return die(err) end
   if opts.json then
-    for _, e in ipairs(list) do e.pids = json_list(e.pids) end
-    print_json_lists(json_list(list))
+    for _, e in ipairs(entries) do e.pids = json_list(e.pids) end
+    print_json_lists(json_list(entries))
     return 0
   end
   local rows = {}
-  for _, e in ipairs(list) do
+  for _, e in ipairs(entries) do
     rows[#rows + 1] = { e.name, e.live and "live" or "stale",
       e.address ~= cjson.null and e.address or "-", #e.pids > 0 and table.concat(e.pids, ",") or "-" }
   end

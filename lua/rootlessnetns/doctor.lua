@@ -128,6 +128,16 @@ function M.run(env)
     add("slirp4netns", ppath and "warn" or "fail", "not found", "apt-get install slirp4netns")
   end
 
+  -- `netns connect` drives iproute2 and nftables inside the rootless netns
+  for _, tool in ipairs { { "ip", "iproute2" }, { "nft", "nftables" } } do
+    local path = child.which(tool[1], getenv)
+    if path then
+      add(tool[1], "ok", path)
+    else
+      add(tool[1], "warn", tool[1] .. " not found: `netns connect` cannot work", "apt-get install " .. tool[2])
+    end
+  end
+
   -- runtime dir
   local dir, err = state.runtime_dir(getenv, uid)
   if dir then

@@ -149,6 +149,48 @@ describe("namespace primitives", function()
     assert.matches("set up holder namespaces", err)
   end)
 
+  userns_it("spawn into a network namespace, and never unmount ours from a new mount namespace", function()
+    local dir = helper.tmpdir()
+    local res = assert(helper.in_child(function()
+      helper.join_fresh_holder()
+      local pin = assert(core.netns_create_in(dir .. "/netns", "n1"))
+      local out = {}
+      -- a program joins the namespace given as `netns`
+      local r, w = core.pipe()
+      local netfd = assert(core.open(pin, "r"))
+      local proc = assert(core.spawn { argv = { "readlink", "/proc/self/ns/net" }, netns = netfd, fds = { [1] = w } })
+      netfd:close()
+      w:close()
+      out.joined = r:readall(5000) == ("net:[%d]\n"):format(core.ns_id(pin))
+      r:close()
+      proc:wait()
+      -- the run directory is rshared: a copy made by unshare would be its
+      -- peer, and an unmount there would unmount our pin here
+      proc = assert(core.spawn { argv = { "umount", "-l", pin }, unshare = core.CLONE_NEWNS,
+        fds = { [1] = false, [2] = false } })
+      proc:wait()
+      out.still_pinned = core.nsfs(pin)
+      -- the loopback of a fresh namespace starts down; link_up brings it up
+      out.lo = helper.in_child(function()
+        assert(core.setns(pin, core.CLONE_NEWNET))
+        local was = core.getifaddrs()[1]
+        assert(core.link_up("lo"))
+        assert(core.link_up("lo")) -- idempotent
+        local missing, msg, code = core.link_up("nope0")
+        return { index = core.if_index("lo"), up = core.getifaddrs()[1].up, was_up = was and was.up or false,
+          missing = missing == nil and code == core.errno.ENODEV and msg:match("nope0") ~= nil,
+          no_index = core.if_index("nope0") == nil }
+      end)
+      assert(core.netns_unmount(pin))
+      return out
+    end))
+    assert.is_true(res.joined)
+    assert.is_true(res.still_pinned)
+    assert.same({ index = 1, up = true, was_up = false, missing = true, no_index = true }, res.lo)
+    assert.has_error(function() core.link_up("") end)
+    assert.has_error(function() core.link_up(("x"):rep(16)) end)
+  end)
+
   userns_it("write id maps that the kernel accepts exactly once", function()
     local res = assert(helper.in_child(function()
       local pid, ctl = assert(core.holder_start())

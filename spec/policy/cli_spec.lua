@@ -45,4 +45,27 @@ describe("the parser-free path of run", function()
     assert.is_nil(cli.quick_parse { "frobnicate" })
     assert.is_nil(cli.quick_parse {})
   end)
+
+  it("takes `netns exec NAME` without the parser, other netns commands with it", function()
+    assert.same({ command = "netns", netns_command = "exec", name = "web", backend = "pasta" },
+      cli.quick_parse { "--backend=pasta", "netns", "exec", "web" })
+    assert.is_nil(cli.quick_parse { "netns", "exec", "--help" })
+    assert.is_nil(cli.quick_parse { "--bogus=1", "netns", "exec", "web" })
+    assert.is_nil(cli.quick_parse { "netns", "list" })
+  end)
+end)
+
+describe("netns command lines", function()
+  it("start exec's command after NAME, at `--` or the first word", function()
+    assert.same({ { "netns", "exec", "web" }, { "ip", "-br", "addr" } },
+      { cli.split { "netns", "exec", "web", "ip", "-br", "addr" } })
+    assert.same({ { "netns", "exec", "web" }, { "-x" } }, { cli.split { "netns", "exec", "web", "--", "-x" } })
+    assert.same({ { "netns", "exec", "-h" } }, { cli.split { "netns", "exec", "-h" } })
+  end)
+
+  it("keep other netns commands whole", function()
+    assert.same({ { "netns", "connect", "web", "--ip=10.89.0.9" } },
+      { cli.split { "netns", "connect", "web", "--ip", "10.89.0.9" } })
+    assert.same({ { "netns", "del", "web", "--force" } }, { cli.split { "netns", "del", "web", "--force" } })
+  end)
 end)

@@ -82,4 +82,18 @@ describe("config", function()
     assert.equal(dir .. "/rootlessnetns/config.lua", (config.locate(nil, function(k) return env[k] end)))
     assert.same({ "/x.lua", true }, { config.locate("/x.lua", os.getenv) })
   end)
+
+  it("checks the options of `netns connect`", function()
+    local cfg = assert(config.validate { connect = { subnet = "10.90.0.0/16" } })
+    assert.equal("10.90.0.0/16", cfg.connect.subnet)
+    assert.equal("rlnsbr0", cfg.connect.bridge)
+    for _, wrong in ipairs {
+      { connect = { subnet = "10.90.0.1/16" } }, { connect = { bridge = "a-very-long-bridge" } },
+      { connect = { interface = "eth 0" } }, { connect = { mtu = 10 } }, { connect = { gateway = "x" } },
+    } do
+      local ok, err = config.validate(wrong)
+      assert.is_nil(ok)
+      assert.matches("connect%.", err)
+    end
+  end)
 end)
