@@ -28,7 +28,6 @@ local child = require "rootlessnetns.child"
 local log = require "rootlessnetns.log"
 local mounts = require "rootlessnetns.mounts"
 local netns = require "rootlessnetns.netns"
-local procs = require "rootlessnetns.procs"
 local state = require "rootlessnetns.state"
 
 local PRIVATE_DIR = tonumber("700", 8)
@@ -128,14 +127,23 @@ local function stale(name)
     :format(name, name), errno.ENOENT
 end
 
---- Live processes of ours whose network namespace is the one pinned at @pin.
+--- Live processes in the namespace pinned at @pin: every process whose
+-- namespace we may read, so those running under a subordinate uid count too.
 local function processes_in(pin)
   local id = core.ns_id(pin)
   if not id then return {} end
-  local want = ("net:[%d]"):format(id)
-  return procs.ours(function(pid)
-    return core.readlink(("/proc/%d/ns/net"):format(pid)) == want
-  end)
+  local want, me = ("net:[%d]"):format(id), core.getpid()
+  local found = {}
+  for _, entry in ipairs(core.listdir("/proc") or {}) do
+    local pid = math.tointeger(tonumber(entry))
+    if pid and pid ~= me and core.readlink(("/proc/%d/ns/net"):format(pid)) == want then
+      local starttime, pstate = core.starttime(pid)
+      if starttime and pstate ~= "Z" and pstate ~= "X" then
+        found[#found + 1] = { pid = pid, starttime = starttime }
+      end
+    end
+  end
+  return found
 end
 
 local function pid_list(found)
@@ -302,6 +310,11 @@ function Lab:exec(name, cmd, opts)
     return not_found(name)
   end
   local lease = core.nsfs(self.ns.paths.pin) == true and state.read_leases(self.ns.paths).leases[name] or nil
+  if lease and lease.connected then
+    -- its way out is the rootless netns's backend: restart it if it died
+    local up, uerr = self.ns:_get_or_create(h)
+    if not up then log.warn("`%s` is connected, but: %s", name, uerr) end
+  end
   local argv, aerr, acode = netns._resolve_command(cmd)
   if not argv then
     lock:close()

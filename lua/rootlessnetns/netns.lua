@@ -215,14 +215,15 @@ local function info_for_json(info)
   return out
 end
 
---- Interfaces of the netns other than lo, from /proc/net/dev inside.
-local function foreign_links()
+--- Interfaces of the netns other than lo and the lab's (the bridge of
+-- `netns connect` and its veths), from /proc/net/dev inside.
+local function foreign_links(bridge)
   local f = io.open("/proc/net/dev", "r")
   if not f then return 0 end
   local n = 0
   for line in f:lines() do
     local name = line:match("^%s*([^:%s]+):")
-    if name and name ~= "lo" then n = n + 1 end
+    if name and name ~= "lo" and name ~= bridge and not name:match("^rlnsv%d+$") then n = n + 1 end
   end
   f:close()
   return n
@@ -231,12 +232,13 @@ end
 --- A killed backend's tap device is torn down by the kernel after the
 -- process is gone; a new backend that starts before that attaches to the
 -- dying device and loses its address and routes with it.  Wait (bounded)
--- until only lo is left.
+-- until only lo (and the lab's interfaces) are left.
 function Netns:_wait_links_gone()
+  local bridge = self.cfg.connect.bridge
   local ok, err = child.in_netns(self.paths.pin, function()
     local deadline = core.clock() + 2
-    while foreign_links() > 0 and core.clock() < deadline do core.sleep(10) end
-    return foreign_links()
+    while foreign_links(bridge) > 0 and core.clock() < deadline do core.sleep(10) end
+    return foreign_links(bridge)
   end)
   if ok and ok > 0 then log.warn("the old backend's interface is still there after 2 s") end
   if not ok then log.debug("check interfaces: %s", tostring(err)) end

@@ -132,7 +132,7 @@ describe("output", function()
     local st = assert(require("cjson.safe").decode((select(2, helper.cli({ "status", "--json" }, fx.env)))))
     assert.same({ "backend", "holder", "netns", "pin", "refs", "state_dir", "up" }, keys(st))
     assert.same({ "alive", "pid" }, keys(st.holder))
-    assert.same({ "nets", "runs" }, keys(st.refs))
+    assert.same({ "connections", "nets", "runs" }, keys(st.refs))
     assert.equal(0, (helper.cli({ "--backend", "slirp4netns", "setup" }, fx.env)))
     st = require("cjson").decode((select(2, helper.cli({ "status", "--json" }, fx.env))))
     assert.same({ "alive", "name", "pid" }, keys(st.backend))
@@ -140,6 +140,27 @@ describe("output", function()
     assert.same({ "DnsForwardIps", "IPAddresses", "MapGuestIps", "backend", "backend_pid", "holder_pid", "refs" },
       keys(info))
     assert.equal(0, (helper.cli({ "teardown" }, fx.env)))
+  end)
+
+  userns_it("netns JSON carries exactly the documented keys", function()
+    local cjson = require "cjson"
+    local function json(...)
+      local code, out, err = helper.cli({ "--backend", "slirp4netns", ... }, fx.env)
+      assert.equal(0, code, err)
+      return cjson.decode(out)
+    end
+    assert.same({ "name", "path" }, keys(json("netns", "add", "web", "--json")))
+    assert.same({ "address", "bridge", "gateway", "host_interface", "index", "interface", "name", "prefix" },
+      keys(json("netns", "connect", "web", "--json")))
+    local entries = json("netns", "list", "--json")
+    assert.equal(1, #entries)
+    assert.same({ "address", "live", "name", "path", "pids" }, keys(entries[1]))
+    assert.same({ "connected", "name" }, keys(json("netns", "disconnect", "web", "--json")))
+    assert.same({ "deleted", "name" }, keys(json("netns", "del", "web", "--json")))
+    -- an empty list is a JSON list
+    local code, out = helper.cli({ "netns", "list", "--json" }, fx.env)
+    assert.equal(0, code)
+    assert.equal("[]\n", out)
   end)
 
   userns_it("status and info print aligned tables for people", function()

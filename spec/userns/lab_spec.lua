@@ -217,6 +217,26 @@ describe("named namespaces", function()
     assert_rootless_gone()
   end)
 
+  userns_it("get their way out back when the backend died", function()
+    ok { "netns", "add", "a" }
+    ok { "netns", "connect", "a" }
+    local before = status().backend
+    local pid = math.tointeger(before.pid)
+    local starttime = assert(core.starttime(pid))
+    assert(core.kill(pid, starttime, core.SIGKILL))
+    helper.eventually(function() return not core.alive(pid, starttime) end, 5)
+    local _, err = ok { "netns", "exec", "a", "true" }
+    assert.matches("is gone; restarting it", err)
+    -- the bridge and the veths are ours, not the dead backend's: no wait for them to go
+    assert.not_matches("still there", err)
+    local after = status().backend
+    assert.is_true(after.alive)
+    assert.are_not.equal(before.pid, after.pid)
+    ok { "netns", "exec", "a", "ping", "-c", "1", "-W", "5", "10.89.0.1" }
+    ok { "netns", "del", "a" }
+    assert_rootless_gone()
+  end)
+
   userns_it("refuse to delete a namespace with processes inside unless forced", function()
     ok { "netns", "add", "busy" }
     local proc = helper.cli({ "--config", cfg, "netns", "exec", "busy", "sleep", "60" }, env, { wait = false })
