@@ -44,7 +44,7 @@ local function build_parser()
     :flag("--json", "Print JSON.")
   parser:command("status", "Is it up; holder, backend and references; paths.")
     :flag("--json", "Print JSON.")
-  parser:command("cleanup", "Remove the namespace whatever the count, and stop the holder.")
+  parser:command("cleanup", "Remove the namespace whatever the count; stop the holder (named namespaces go too).")
   parser:command("doctor", "Check this host: user namespaces, subordinate ids, helpers, /dev/net/tun, backends.")
     :flag("--json", "Print JSON.")
 

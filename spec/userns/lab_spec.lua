@@ -217,6 +217,31 @@ describe("named namespaces", function()
     assert_rootless_gone()
   end)
 
+  userns_it("connected in parallel get distinct addresses and one bridge", function()
+    local names = {}
+    for i = 1, 8 do
+      names[i] = "n" .. i
+      ok { "netns", "add", names[i] }
+    end
+    local procs = {}
+    for i, name in ipairs(names) do
+      procs[i] = helper.cli({ "--config", cfg, "netns", "connect", name, "--json" }, env, { wait = false })
+    end
+    for _, proc in ipairs(procs) do assert.same({ "exited", 0 }, { proc:wait(60000) }) end
+    local seen = {}
+    for _, e in ipairs(list()) do
+      assert.is_string(e.address, e.name .. " is not connected")
+      assert.is_nil(seen[e.address], "address handed out twice: " .. tostring(e.address))
+      seen[e.address] = true
+    end
+    assert.equal(8, status().refs.connections)
+    assert.equal(8, #rootless_links("rlnsv"))
+    assert.same({ "rlnsbr0" }, rootless_links("rlnsbr"))
+    ok { "netns", "exec", "n8", "ping", "-c", "1", "-W", "5", "10.89.0.1" }
+    for _, name in ipairs(names) do ok { "netns", "del", name } end
+    assert_rootless_gone()
+  end)
+
   userns_it("get their way out back when the backend died", function()
     ok { "netns", "add", "a" }
     ok { "netns", "connect", "a" }
