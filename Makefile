@@ -29,7 +29,8 @@ LUA_DIR     ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 
 LUA_CFLAGS   := $(shell $(PKG_CONFIG) --cflags lua$(LUA_VERSION) 2>/dev/null)
-MOUNT_LIBS   := $(shell $(PKG_CONFIG) --libs mount 2>/dev/null || echo -lmount)
+# libmount's headers only: the library is loaded on first use (csrc/mount.c)
+MOUNT_CFLAGS := $(shell $(PKG_CONFIG) --cflags mount 2>/dev/null)
 
 CC       ?= cc
 OPTFLAGS ?= -O2 -g
@@ -37,7 +38,7 @@ WARNINGS := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prot
             -Wno-missing-field-initializers -Wnull-dereference -Wvla
 HARDEN   := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fstack-clash-protection
 CFLAGS   ?= $(OPTFLAGS)
-ALL_CFLAGS  = -std=gnu11 -fPIC -fvisibility=hidden $(WARNINGS) $(HARDEN) $(LUA_CFLAGS) $(CFLAGS)
+ALL_CFLAGS  = -std=gnu11 -fPIC -fvisibility=hidden $(WARNINGS) $(HARDEN) $(LUA_CFLAGS) $(MOUNT_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = -shared -Wl,-z,relro,-z,now -Wl,--no-undefined-version $(LDFLAGS)
 # Lua symbols resolve against the interpreter at load time: no -llua.
 
@@ -55,7 +56,7 @@ $(BUILD)/%.o: csrc/%.c csrc/rlns.h | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(MODULE): $(OBJS)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $(OBJS) $(MOUNT_LIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $(OBJS)
 
 $(BUILD):
 	mkdir -p $@

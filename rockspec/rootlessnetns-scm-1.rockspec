@@ -20,7 +20,8 @@ dependencies = {
   "argparse",
 }
 external_dependencies = {
-  LIBMOUNT = { header = "libmount/libmount.h", library = "mount" },
+  -- headers only: libmount itself is loaded on first use (csrc/mount.c)
+  LIBMOUNT = { header = "libmount/libmount.h" },
 }
 build = {
   type = "builtin",
@@ -33,8 +34,6 @@ build = {
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "$(LIBMOUNT_INCDIR)" },
-      libdirs = { "$(LIBMOUNT_LIBDIR)" },
-      libraries = { "mount" },
     },
     ["rootlessnetns.backends"] = "lua/rootlessnetns/backends.lua",
     ["rootlessnetns.backend.pasta"] = "lua/rootlessnetns/backend/pasta.lua",

@@ -133,6 +133,45 @@ describe("namespace primitives", function()
     assert.is_true(res.umount_unmounted)
   end)
 
+  userns_it("mount with one syscall what needs no interpretation, the rest through libmount", function()
+    local dir = helper.tmpdir()
+    local res = assert(helper.in_child(function()
+      helper.join_fresh_holder()
+      for _, d in ipairs { "src", "a", "b", "c" } do assert(core.mkdir(dir .. "/" .. d)) end
+      helper.write(dir .. "/src/file", "x")
+      local out = {}
+      -- bind,ro is a bind then a read-only remount: libmount's work
+      assert(core.mount(dir .. "/src", dir .. "/a", nil, "bind,ro"))
+      out.ro = core.mountinfo(dir .. "/a").options:match("^ro") ~= nil
+      out.write_refused = select(3, core.writefile(dir .. "/a/new", "y")) == core.errno.EROFS
+      -- x-* options mean something to mount(8) only: libmount drops them
+      assert(core.mount("tmpfs", dir .. "/b", "tmpfs", "nosuid,x-rootlessnetns.note=1,size=1m"))
+      local info = core.mountinfo(dir .. "/b")
+      out.tmpfs = info.fstype == "tmpfs" and info.options:match("nosuid") ~= nil
+      -- a bad propagation change reports the step in the same words either way
+      local ok, msg, code = core.mount(nil, dir .. "/c", nil, "rslave")
+      out.not_a_mount = ok == nil and code == core.errno.EINVAL and msg:find(("mount rslave `%s/c`: "):format(dir), 1, true) == 1
+      ok, msg, code = core.mount(dir .. "/nope", dir .. "/c", nil, "rbind")
+      out.missing = ok == nil and code == core.errno.ENOENT and msg:match("^mount `.*/nope` on `.*/c`: ") ~= nil
+      return out
+    end))
+    assert.same({ ro = true, write_refused = true, tmpfs = true, not_a_mount = true, missing = true }, res)
+  end)
+
+  it("loads libmount only when a mount needs it", function()
+    local function maps_after(code)
+      local f = assert(io.popen(("%s -e %q"):format("lua5.4", 'package.cpath = "build/?.so;" .. package.cpath '
+        .. 'local core = require "rootlessnetns" ' .. code
+        .. ' io.write((io.open("/proc/self/maps"):read("a"):find("libmount", 1, true)) and "loaded" or "not")')))
+      local out = f:read("a")
+      f:close()
+      return out
+    end
+    assert.equal("not", maps_after(""))
+    assert.equal("not", maps_after('core.mount(nil, "/nonexistent", nil, "rslave")'))
+    assert.equal("loaded", maps_after('core.mountinfo("/")'))
+  end)
+
   userns_it("keep / rslave in the holder and report the holder's failures", function()
     local res = assert(helper.in_child(function()
       helper.join_fresh_holder()
