@@ -256,7 +256,7 @@ end
 function Lab:list()
   local lock <close>, h = self:_begin(false)
   if not lock then return nil, h end
-  local leases = h and self:_repair() or {}
+  local leases = h and self:_repair { clean_up = true } or {}
   local out = {}
   local names = core.listdir(self.ns.paths.names) or {}
   table.sort(names)
@@ -367,7 +367,7 @@ function Lab:del(name, opts)
     if #inside > 0 and not kill_inside(pin) then
       return nil, ("namespace `%s`: processes inside survived SIGKILL"):format(name), errno.EBUSY
     end
-    local leases = self:_repair()
+    local leases = self:_repair { clean_up = true }
     if leases[name] then
       ok, err = self:_disconnect_locked(name)
       if not ok then return nil, err end
@@ -393,8 +393,12 @@ end
 --- Remove what interrupted connects left: leases that never completed,
 -- and host-side veths that no completed lease names (a damaged leases
 -- file included).  Lock held.
+-- @tparam[opt] table opts {quiet = true (our own failed connect),
+--   clean_up = true (take the rootless netns down when what was removed
+--   was all that kept it: an interrupted first connect)}
 -- @treturn table the completed leases by name
-function Lab:_repair()
+function Lab:_repair(opts)
+  opts = opts or {}
   local p = self.ns.paths
   if not core.nsfs(p.pin) then return {} end
   local data, warning = state.read_leases(p)
@@ -404,7 +408,9 @@ function Lab:_repair()
     if lease.connected == true and lease.index then
       keep[M.HOST_IF_PREFIX .. lease.index] = true
     else
-      log.warn("removing the unfinished connection of `%s` (an interrupted connect)", name)
+      if not opts.quiet then
+        log.warn("removing the unfinished connection of `%s` (an interrupted connect)", name)
+      end
       data.leases[name] = nil
       changed = true
     end
@@ -421,7 +427,14 @@ function Lab:_repair()
     local ok, err = ip_batch(p.pin, orphans)
     if not ok then log.warn("remove orphaned veths: %s", err) end
   end
-  if changed then state.write_leases(p, data) end
+  if changed then
+    state.write_leases(p, data)
+    if opts.clean_up and self.ns:_users() == 0 then
+      local ok, err = self.ns:_cleanup()
+      if not ok then log.warn("%s", err) end
+      return {}
+    end
+  end
   return data.leases
 end
 
@@ -551,7 +564,7 @@ function Lab:connect(name, opts)
     ok, err = state.write_leases(p, data)
   end
   if not ok then
-    self:_repair()
+    self:_repair { quiet = true }
     return give_up(("connect `%s`: %s"):format(name, err))
   end
   log.debug("connected `%s` as %s/%d via %s", name, address, net.prefix, lease.host_interface)
@@ -590,7 +603,7 @@ function Lab:disconnect(name)
   local lock <close>, h = self:_begin(false)
   if not lock then return nil, h end
   if not self:_lookup(name, h) then return not_found(name) end
-  local leases = h and self:_repair() or {}
+  local leases = h and self:_repair { clean_up = true } or {}
   if not leases[name] then
     return nil, ("namespace `%s` is not connected"):format(name), errno.ENOENT
   end

@@ -150,7 +150,8 @@ describe("namespace primitives", function()
       out.tmpfs = info.fstype == "tmpfs" and info.options:match("nosuid") ~= nil
       -- a bad propagation change reports the step in the same words either way
       local ok, msg, code = core.mount(nil, dir .. "/c", nil, "rslave")
-      out.not_a_mount = ok == nil and code == core.errno.EINVAL and msg:find(("mount rslave `%s/c`: "):format(dir), 1, true) == 1
+      out.not_a_mount = ok == nil and code == core.errno.EINVAL
+        and msg:find(("mount rslave `%s/c`: "):format(dir), 1, true) == 1
       ok, msg, code = core.mount(dir .. "/nope", dir .. "/c", nil, "rbind")
       out.missing = ok == nil and code == core.errno.ENOENT and msg:match("^mount `.*/nope` on `.*/c`: ") ~= nil
       return out
