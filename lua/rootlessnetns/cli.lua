@@ -151,7 +151,9 @@ end
 
 local handlers = {}
 
-function handlers.run(ns, _, tail, getenv)
+--- Run @tail (default: $SHELL) with @runner(cmd, opts), forwarding the
+-- signals a user sends to us; the exit status is the command's.
+local function run_command(tail, getenv, runner)
   local cmd = tail
   if not cmd or #cmd == 0 then
     local shell = getenv("SHELL")
@@ -159,9 +161,13 @@ function handlers.run(ns, _, tail, getenv)
     cmd = { shell }
   end
   local signals <close> = core.block_signals { core.SIGINT, core.SIGTERM, core.SIGHUP }
-  local how, code, ecode, stage = ns:run(cmd, { signals = signals })
+  local how, code, ecode, stage = runner(cmd, { signals = signals })
   if not how then return command_failure(code, ecode, stage) end
   return status_code(how, code)
+end
+
+function handlers.run(ns, _, tail, getenv)
+  return run_command(tail, getenv, function(cmd, opts) return ns:run(cmd, opts) end)
 end
 
 local function nets_command(method)
@@ -292,16 +298,7 @@ function netns_handlers.list(l, opts)
 end
 
 function netns_handlers.exec(l, opts, tail, getenv)
-  local cmd = tail
-  if not cmd or #cmd == 0 then
-    local shell = getenv("SHELL")
-    if not shell or shell == "" then return die("no command given and $SHELL is not set") end
-    cmd = { shell }
-  end
-  local signals <close> = core.block_signals { core.SIGINT, core.SIGTERM, core.SIGHUP }
-  local how, code, ecode, stage = l:exec(opts.name, cmd, { signals = signals })
-  if not how then return command_failure(code, ecode, stage) end
-  return status_code(how, code)
+  return run_command(tail, getenv, function(cmd, ropts) return l:exec(opts.name, cmd, ropts) end)
 end
 
 function netns_handlers.del(l, opts)

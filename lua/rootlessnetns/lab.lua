@@ -28,6 +28,7 @@ local child = require "rootlessnetns.child"
 local log = require "rootlessnetns.log"
 local mounts = require "rootlessnetns.mounts"
 local netns = require "rootlessnetns.netns"
+local procs = require "rootlessnetns.procs"
 local state = require "rootlessnetns.state"
 
 local PRIVATE_DIR = tonumber("700", 8)
@@ -89,21 +90,11 @@ function M.new(opts)
   return setmetatable({ ns = ns, cfg = ns.cfg }, Lab)
 end
 
--- Every operation: check the state directory, take the lock, join the
--- holder (creating it only when @may_create).  The holder is nil (an
--- error) or false (none exists: every named namespace is stale).
+-- Netns:_begin; a holder of false (none exists) makes every named
+-- namespace stale.
 function Lab:_begin(may_create)
-  local ns = self.ns
-  local ok, err = ns:_open()
-  if not ok then return nil, err end
-  local lock, lerr = ns:_lock()
-  if not lock then return nil, lerr end
-  local h, herr = ns:_enter_holder(may_create)
-  if h == nil then
-    lock:close()
-    return nil, herr
-  end
-  self.pin_dir = ns.runtime_dir .. "/netns"
+  local lock, h = self.ns:_begin(may_create)
+  if lock then self.pin_dir = self.ns.runtime_dir .. "/netns" end
   return lock, h
 end
 
@@ -132,18 +123,10 @@ end
 local function processes_in(pin)
   local id = core.ns_id(pin)
   if not id then return {} end
-  local want, me = ("net:[%d]"):format(id), core.getpid()
-  local found = {}
-  for _, entry in ipairs(core.listdir("/proc") or {}) do
-    local pid = math.tointeger(tonumber(entry))
-    if pid and pid ~= me and core.readlink(("/proc/%d/ns/net"):format(pid)) == want then
-      local starttime, pstate = core.starttime(pid)
-      if starttime and pstate ~= "Z" and pstate ~= "X" then
-        found[#found + 1] = { pid = pid, starttime = starttime }
-      end
-    end
-  end
-  return found
+  local want = ("net:[%d]"):format(id)
+  return procs.ours(function(pid)
+    return core.readlink(("/proc/%d/ns/net"):format(pid)) == want
+  end, { any_uid = true })
 end
 
 local function pid_list(found)

@@ -117,6 +117,24 @@ function Netns:_enter_holder(may_create)
   return h
 end
 
+--- What every operation starts with: check the state directory, take the
+-- lock, join the holder (creating it only when @may_create).
+-- @treturn[1] Lock
+-- @treturn[1] table|false the holder; false when there is none to join
+-- @return[2] nil, message
+function Netns:_begin(may_create)
+  local ok, err = self:_open()
+  if not ok then return nil, err end
+  local lock, lerr = self:_lock()
+  if not lock then return nil, lerr end
+  local h, herr = self:_enter_holder(may_create)
+  if h == nil then
+    lock:close()
+    return nil, herr
+  end
+  return lock, h
+end
+
 -- A backend either runs a process (pid + start time), or has none at all
 -- (start returned pid = false: a loopback-only namespace, say).  A custom
 -- backend may judge for itself with alive(rec, ctx).
@@ -518,12 +536,8 @@ function Netns:run(cmd, opts)
   opts = opts or {}
   local ok, err = check_cmd(cmd)
   if not ok then return nil, err, errno.EINVAL, "usage" end
-  ok, err = self:_open()
-  if not ok then return nil, err end
-  local lock, lerr = self:_lock()
-  if not lock then return nil, lerr end
-  local h, herr = self:_enter_holder(true)
-  if not h then lock:close() return nil, herr end
+  local lock, h = self:_begin(true)
+  if not lock then return nil, h end
   local ns, nerr = self:_get_or_create(h)
   if not ns then lock:close() return nil, nerr end
   local plan, perr = self:_plan()
@@ -592,15 +606,8 @@ function Netns:_begin_counted(nets, cmd, may_create)
     local ok, err = check_cmd(cmd)
     if not ok then return nil, err, errno.EINVAL, "usage" end
   end
-  local ok, err = self:_open()
-  if not ok then return nil, err end
-  local lock, lerr = self:_lock()
-  if not lock then return nil, lerr end
-  local h, herr = self:_enter_holder(may_create)
-  if h == nil then
-    lock:close()
-    return nil, herr
-  end
+  local lock, h = self:_begin(may_create)
+  if not lock then return nil, h end
   return { nets = n, lock = lock, holder = h }
 end
 
@@ -663,13 +670,9 @@ end
 -- also stop the holder.  Idempotent.
 function Netns:cleanup(opts)
   opts = opts or {}
-  local ok, err = self:_open()
-  if not ok then return nil, err end
-  local lock, lerr = self:_lock()
-  if not lock then return nil, lerr end
-  local h, herr = self:_enter_holder(false)
-  if h == nil then lock:close() return nil, herr end
-  ok, err = self:_cleanup()
+  local lock, h = self:_begin(false)
+  if not lock then return nil, h end
+  local ok, err = self:_cleanup()
   if opts.holder and (not h or h.mode == "own") then
     -- named namespaces live in the holder's mounts and go with it
     self:_forget_named()

@@ -6,14 +6,16 @@ local core = require "rootlessnetns"
 local M = {}
 
 --- Live (not zombie) processes of this user, other than this one, for
--- which @pred(pid, comm) is true.
+-- which @pred(pid, comm) is true.  With `opts.any_uid`, processes of any
+-- uid (those of our subordinate ids too; @pred decides what it can read).
 -- @treturn table list of {pid, starttime}
-function M.ours(pred)
+function M.ours(pred, opts)
+  local any_uid = opts and opts.any_uid
   local found, me, self_pid = {}, core.getuid(), core.getpid()
   for _, name in ipairs(core.listdir("/proc") or {}) do
     local pid = math.tointeger(tonumber(name))
-    local st = pid and pid ~= self_pid and core.lstat("/proc/" .. name)
-    if st and st.uid == me then
+    local st = pid and pid ~= self_pid and (any_uid or core.lstat("/proc/" .. name))
+    if st and (any_uid or st.uid == me) then
       local comm = (core.readfile("/proc/" .. name .. "/comm", 64) or ""):gsub("\n$", "")
       local starttime, state = core.starttime(pid)
       if starttime and state ~= "Z" and state ~= "X" and pred(pid, comm) then
