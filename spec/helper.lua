@@ -149,6 +149,20 @@ function M.cli(args, env, opts)
   return how == "signaled" and 128 + code or code, stdout, stderr
 end
 
+--- helper.cli with @prefix before the arguments, and the environment
+-- @env_of() returns with @extra's variables over it.
+-- @treturn function(args, extra) -> exit status, stdout, stderr
+function M.cli_with(prefix, env_of)
+  return function(args, extra)
+    local e = {}
+    for k, v in pairs(env_of()) do e[k] = v end
+    for k, v in pairs(extra or {}) do e[k] = v end
+    local full = table.move(prefix, 1, #prefix, 1, {})
+    table.move(args, 1, #args, #full + 1, full)
+    return M.cli(full, e)
+  end
+end
+
 --- Live (non-zombie) processes of ours, other than this one, for which
 -- @pred(pid, name) is true.
 local function our_processes(pred)

@@ -15,12 +15,7 @@ describe("named namespaces", function()
   local xdg, env, cfg, base
 
   local function cli(args, extra)
-    local e = {}
-    for k, v in pairs(env) do e[k] = v end
-    for k, v in pairs(extra or {}) do e[k] = v end
-    local full = { "--config", cfg }
-    for _, a in ipairs(args) do full[#full + 1] = a end
-    return helper.cli(full, e)
+    return helper.cli_with({ "--config", cfg }, function() return env end)(args, extra)
   end
 
   local function ok(args)

@@ -16,14 +16,7 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
   describe("recovery with " .. backend, function()
     local xdg, env, paths
 
-    local function cli(args, extra)
-      local e = {}
-      for k, v in pairs(env) do e[k] = v end
-      for k, v in pairs(extra or {}) do e[k] = v end
-      local full = { "--backend", backend }
-      for _, a in ipairs(args) do full[#full + 1] = a end
-      return helper.cli(full, e)
-    end
+    local cli = helper.cli_with({ "--backend", backend }, function() return env end)
 
     local function status()
       local _, out = cli { "status", "--json" }
