@@ -536,19 +536,23 @@ function Netns:run(cmd, opts)
   opts = opts or {}
   local ok, err = check_cmd(cmd)
   if not ok then return nil, err, errno.EINVAL, "usage" end
+  -- What needs no lock is done before taking it: parallel runs wait less,
+  -- and a command that is not found creates nothing.
+  ok, err = self:_open()
+  if not ok then return nil, err end
+  local argv, aerr, acode = resolve_command(cmd)
+  if not argv then return nil, aerr, acode, "exec" end
+  local plan, perr = self:_plan()
+  if not plan then return nil, perr end
   local lock, h = self:_begin(true)
   if not lock then return nil, h end
   local ns, nerr = self:_get_or_create(h)
   if not ns then lock:close() return nil, nerr end
-  local plan, perr = self:_plan()
-  local argv, aerr, acode = resolve_command(cmd)
-  local proc, errr, code
-  if plan and argv then proc, errr, code = self:_spawn_inside(argv, opts.env, plan) end
+  local proc, errr, code = self:_spawn_inside(argv, opts.env, plan)
   if not proc then
     if self:_users() == 0 then self:_cleanup() end
     lock:close()
-    if not argv then return nil, aerr, acode, "exec" end
-    return nil, perr or errr, code
+    return nil, errr, code
   end
   local starttime = core.starttime(proc:pid())
   if starttime then state.add_ref(self.paths, proc:pid(), starttime) end

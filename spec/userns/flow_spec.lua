@@ -63,11 +63,13 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
     end)
 
     userns_it("passes exit statuses through", function()
-      assert.equal(3, (cli("run", "--", "sh", "-c", "exit 3")))
-      assert.equal(128 + core.SIGTERM, (cli("run", "--", "sh", "-c", "kill -TERM $$")))
       local code, _, err = cli("run", "--", "rlns-no-such-command")
       assert.equal(127, code)
       assert.equal("rootlessnetns: exec `rlns-no-such-command`: command not found\n", err)
+      -- known before anything was made: not even a holder
+      assert.is_nil(core.lstat(xdg .. "/rootlessnetns/holder.json"), "a holder was created for nothing")
+      assert.equal(3, (cli("run", "--", "sh", "-c", "exit 3")))
+      assert.equal(128 + core.SIGTERM, (cli("run", "--", "sh", "-c", "kill -TERM $$")))
       local dir = helper.tmpdir()
       helper.write(dir .. "/noexec", "#!/bin/sh\n", tonumber("644", 8))
       code, _, err = cli("run", "--", dir .. "/noexec")
