@@ -88,17 +88,65 @@ local function read_log(path)
   return text
 end
 
-local function set_dad(pin, value)
-  return child.in_netns(pin, function()
-    local f = io.open(M.DAD_SYSCTL, "r")
-    if not f then return nil end -- IPv6 disabled on the host: nothing to do
-    local old = f:read("l")
-    f:close()
-    f = assert(io.open(M.DAD_SYSCTL, "w"))
-    f:write(value)
-    f:close()
-    return old
-  end)
+local function write_sysctl(path, value)
+  local f = assert(io.open(path, "w"))
+  assert(f:write(value))
+  assert(f:close())
+end
+
+--- Turn IPv6 duplicate address detection off in the namespace pinned at
+-- @pin until the returned function is called, as podman does around the
+-- start (so tap0's address is usable at once).  One child does both: it
+-- enters the namespace, writes 0, and waits for the word (or for our
+-- death) to write the old value back; a child each way would cost a fork
+-- more on every start.  It is forked before any other descriptor of the
+-- start exists, and the restore waits for it to exit.
+-- @treturn[1] function restore
+-- @return[2] nil, message
+local function dad_off(pin)
+  local done_r, done_w = core.pipe()
+  local go_r, go_w = core.pipe()
+  io.stdout:flush()
+  io.stderr:flush()
+  local pid, ferr = core.fork()
+  if not pid then
+    done_r:close(); done_w:close(); go_r:close(); go_w:close()
+    return nil, ferr
+  end
+  if pid == 0 then
+    done_r:close()
+    go_w:close()
+    local ok, old = pcall(function()
+      assert(core.setns(pin, core.CLONE_NEWNET))
+      local f = io.open(M.DAD_SYSCTL, "r")
+      if not f then return nil end -- IPv6 disabled on the host: nothing to do
+      local value = f:read("l")
+      f:close()
+      write_sysctl(M.DAD_SYSCTL, "0")
+      return value
+    end)
+    done_w:write(ok and "ok" or tostring(old))
+    done_w:close()
+    if ok and old then
+      go_r:read(1) -- the word, or end of file when the parent died
+      pcall(write_sysctl, M.DAD_SYSCTL, old)
+    end
+    core._exit(0)
+  end
+  done_w:close()
+  go_r:close()
+  local proc = core.process(pid)
+  local report = done_r:readall(5000) or ""
+  done_r:close()
+  local function restore()
+    go_w:close()
+    if proc then proc:wait(5000) end
+  end
+  if report ~= "ok" then
+    restore()
+    return nil, report ~= "" and report or "the helper in the namespace died"
+  end
+  return restore
 end
 
 --- Start slirp4netns for the netns pinned at ctx.paths.pin.
@@ -116,15 +164,18 @@ function M.start(ctx)
   local argv, aerr = M.argv(path, opts, features, p.pin)
   if not argv then return nil, aerr end
 
-  local old_dad
+  local restore_dad = function() end
   if opts.enable_ipv6 then
-    local old, derr = set_dad(p.pin, "0")
+    local restore, derr = dad_off(p.pin)
     if derr then log.warn("could not disable IPv6 DAD in the namespace: %s", derr) end
-    old_dad = old
+    restore_dad = restore or restore_dad
   end
 
   local logfd, lerr = core.open(p.log, "w", PRIVATE_FILE)
-  if not logfd then return nil, lerr end
+  if not logfd then
+    restore_dad()
+    return nil, lerr
+  end
   local ready_r, ready_w = core.pipe()
   log.debug("exec %s", table.concat(argv, " "))
   local proc, serr = core.spawn {
@@ -139,6 +190,7 @@ function M.start(ctx)
   logfd:close()
   if not proc then
     ready_r:close()
+    restore_dad()
     return nil, "start slirp4netns: " .. serr
   end
   -- Recorded at once: if we die before it is ready, the next command
@@ -173,7 +225,7 @@ function M.start(ctx)
     end
   end
   ready_r:close()
-  if old_dad then set_dad(p.pin, old_dad) end
+  restore_dad()
   if failure then
     proc:close()
     return nil, failure
