@@ -103,13 +103,14 @@ rocktree=$(mktemp -d)
 step "luarocks make into a scratch tree: CLI, --help of every command, man page, module" sh -c "
 	luarocks --lua-version 5.4 --tree '$rocktree' make --deps-mode=none rockspec/rootlessnetns-scm-1.rockspec &&
 	'$rocktree/bin/rootlessnetns' --version &&
-	for c in '' run setup teardown info status cleanup doctor; do
+	for c in '' run setup teardown info status cleanup doctor netns 'netns add' 'netns list' \
+		'netns exec' 'netns del' 'netns connect' 'netns disconnect'; do
 		'$rocktree/bin/rootlessnetns' \$c --help | grep -q '^Usage: rootlessnetns' || exit 1
 	done &&
 	page=\$(find '$rocktree' -name rootlessnetns.1) && test -n \"\$page\" &&
 	MANWIDTH=80 nroff -man \"\$page\" | grep -q 'persistent rootless network namespace' &&
 	eval \"\$(luarocks --lua-version 5.4 --tree '$rocktree' path)\" &&
-	lua5.4 -e 'local c = require \"rootlessnetns\"; assert(c.netns_create and require(\"rootlessnetns.netns\").new)'"
+	lua5.4 -e 'local c = require \"rootlessnetns\"; assert(c.netns_create and require(\"rootlessnetns.netns\").new and require(\"rootlessnetns.lab\").new)'"
 rm -rf "$rocktree"
 
 echo "$passed passed, $failed failed"
