@@ -235,7 +235,7 @@ function Lab:add(name)
 end
 
 --- The named namespaces, sorted by name.
--- @treturn[1] table list of {name, path, live, address, interface, pids}
+-- @treturn[1] table list of {name, path, live, address (or cjson.null), pids}
 function Lab:list()
   local lock <close>, h = self:_begin(false)
   if not lock then return nil, h end
@@ -244,18 +244,20 @@ function Lab:list()
   local names = core.listdir(self.ns.paths.names) or {}
   table.sort(names)
   for _, name in ipairs(names) do
-    local _, live = self:_lookup(name, h)
-    local lease = live and leases[name]
-    out[#out + 1] = {
-      name = name,
-      path = self:_pin(name),
-      live = live,
-      address = lease and (lease.address .. "/" .. lease.prefix) or cjson.null,
-      pids = live and setmetatable(pid_list(processes_in(self:_pin(name))), cjson.array_mt) or
-        setmetatable({}, cjson.array_mt),
-    }
+    -- (a write killed half way leaves a temporary file, which is no name)
+    if M.check_name(name) then
+      local _, live = self:_lookup(name, h)
+      local lease = live and leases[name]
+      out[#out + 1] = {
+        name = name,
+        path = self:_pin(name),
+        live = live,
+        address = lease and (lease.address .. "/" .. lease.prefix) or cjson.null,
+        pids = live and pid_list(processes_in(self:_pin(name))) or {},
+      }
+    end
   end
-  return setmetatable(out, cjson.array_mt)
+  return out
 end
 
 --- The mount plan of a command in a named namespace: a sysfs of its own
