@@ -48,8 +48,10 @@
 	X(mnt_fs_get_id)                                                                       \
 	X(mnt_fs_get_parent_id)
 
-/* The libmount functions we call, typed from libmount's own prototypes. */
+/* The libmount functions we call, typed from libmount's own prototypes
+ * (a declarator cannot be parenthesized). */
 static struct {
+// NOLINTNEXTLINE(bugprone-macro-parentheses)
 #define X(name) __typeof__(&name) name;
 	LIBMOUNT_SYMBOLS(X)
 #undef X
