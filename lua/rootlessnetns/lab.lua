@@ -504,6 +504,17 @@ function Lab:connect(name, opts)
   ok, err = self:_check_subnet(net)
   if not ok then return give_up(err, errno.EINVAL) end
   local data = state.read_leases(p)
+  if data.subnet ~= nil and (data.subnet ~= net.cidr or data.bridge ~= c.bridge) then
+    -- the config changed since the bridge was made
+    if next(data.leases) then
+      return give_up(("the bridge %s serves %s for connected namespaces; disconnect them before "
+        .. "changing it to %s %s"):format(tostring(data.bridge), tostring(data.subnet), c.bridge, net.cidr),
+        errno.EBUSY)
+    end
+    ip_batch(p.pin, { "link del " .. tostring(data.bridge) }) -- (made anew below)
+    data.last = nil
+  end
+  data.subnet, data.bridge = net.cidr, c.bridge
   local address
   if opts.ip then
     address, err = addrpool.check_requested(net, data.leases, opts.ip)

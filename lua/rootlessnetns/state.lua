@@ -216,7 +216,8 @@ end
 -- netns's directory: its veths and bridge go when it goes).  A missing
 -- file is no lease; a damaged one is reported and counts as none, and the
 -- next connect or disconnect removes the interfaces it no longer names.
--- @treturn table {last = address|nil, leases = {name = lease}}
+-- @treturn table {last = address|nil, subnet = cidr|nil, bridge = name|nil,
+--   leases = {name = lease}}
 -- @treturn string|nil what was wrong with the file
 function M.read_leases(p)
   local data, err = M.read_json(p.leases)

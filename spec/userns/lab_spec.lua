@@ -251,6 +251,21 @@ describe("named namespaces", function()
     ok { "netns", "exec", "a", "ping", "-c", "1", "-W", "5", "10.89.0.1" }
   end)
 
+  userns_it("take a new bridge subnet once nothing is connected", function()
+    ok { "netns", "add", "a" }
+    ok { "setup" }
+    ok { "netns", "connect", "a" }
+    helper.write(cfg, 'return { backend = "slirp4netns", connect = { subnet = "10.90.0.0/24" } }\n')
+    ok { "netns", "add", "b" }
+    local code, _, err = cli { "netns", "connect", "b" }
+    assert.equal(125, code)
+    assert.matches("serves 10%.89%.0%.0/24 for connected namespaces; disconnect them", err)
+    ok { "netns", "disconnect", "a" }
+    assert.equal("10.90.0.2", json(ok { "netns", "connect", "a", "--json" }).address)
+    ok { "netns", "exec", "a", "ping", "-c", "1", "-W", "5", "10.90.0.1" }
+    assert.matches("inet 10%.90%.0%.1/24", ok { "run", "--", "ip", "-o", "addr", "show", "dev", "rlnsbr0" })
+  end)
+
   userns_it("get their way out back when the backend died", function()
     ok { "netns", "add", "a" }
     ok { "netns", "connect", "a" }
