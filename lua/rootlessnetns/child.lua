@@ -48,17 +48,30 @@ function M.in_netns(pin, fn)
 end
 
 --- Run a program to completion, capturing stdout and stderr together.
+-- @tparam[opt] table opts {input = text for its stdin (default: none),
+--   netns = Fd of a network namespace to run it in}
 -- @treturn[1] string "exited"/"signaled"
 -- @treturn[1] int code
 -- @treturn[1] string output
 -- @return[2] nil, message, errno (could not start it)
-function M.capture(argv, timeout_ms)
+function M.capture(argv, timeout_ms, opts)
+  opts = opts or {}
   local r, w = core.pipe()
-  local proc, err, code = core.spawn { argv = argv, fds = { [0] = false, [1] = w, [2] = w } }
+  local inr, inw
+  if opts.input then inr, inw = core.pipe() end
+  local proc, err, code = core.spawn { argv = argv, netns = opts.netns,
+    fds = { [0] = inr or false, [1] = w, [2] = w } }
   w:close()
+  if inr then inr:close() end
   if not proc then
     r:close()
+    if inw then inw:close() end
     return nil, err, code
+  end
+  if inw then
+    -- (small inputs: written whole before the output is read)
+    inw:write(opts.input)
+    inw:close()
   end
   local output = r:readall(timeout_ms) or ""
   r:close()
@@ -68,6 +81,21 @@ function M.capture(argv, timeout_ms)
     how, status = proc:wait()
   end
   return how, status, output
+end
+
+--- Names of the interfaces of this process's network namespace, from
+-- /proc/net/dev (getifaddrs leaves out links without an address); for
+-- functions run with in_netns.
+function M.link_names()
+  local names = {}
+  local f = io.open("/proc/net/dev", "r")
+  if not f then return names end
+  for line in f:lines() do
+    local name = line:match("^%s*([^:%s]+):")
+    if name then names[#names + 1] = name end
+  end
+  f:close()
+  return names
 end
 
 --- Absolute path of an executable found in PATH (or the path itself).

@@ -128,13 +128,23 @@ local function list(v)
   return table.concat(v, ", ")
 end
 
-local function print_rows(rows)
-  local width = 0
-  for _, r in ipairs(rows) do width = math.max(width, #r[1]) end
-  for _, r in ipairs(rows) do
-    io.stdout:write(("%-" .. width .. "s  %s\n"):format(r[1], r[2]))
+--- Rows of cells in aligned columns, under @header when there is one.
+local function print_table(header, rows)
+  local all = header and { header, table.unpack(rows) } or rows
+  local widths = {}
+  for _, r in ipairs(all) do
+    for i, cell in ipairs(r) do widths[i] = math.max(widths[i] or 0, #cell) end
+  end
+  for _, r in ipairs(all) do
+    local cells = {}
+    for i, cell in ipairs(r) do
+      cells[i] = i < #r and ("%-" .. widths[i] .. "s"):format(cell) or cell
+    end
+    io.stdout:write(table.concat(cells, "  "), "\n")
   end
 end
+
+local function print_rows(rows) print_table(nil, rows) end
 
 local function pid_text(pid, alive)
   if pid == nil or pid == cjson.null then return "-" end
@@ -255,20 +265,6 @@ end
 local function print_json_lists(value)
   local text = cjson.encode(value):gsub('"\\u0001empty%-list\\u0001"', "[]")
   io.stdout:write(text, "\n")
-end
-
-local function print_table(header, rows)
-  local widths = {}
-  for _, r in ipairs { header, table.unpack(rows) } do
-    for i, cell in ipairs(r) do widths[i] = math.max(widths[i] or 0, #cell) end
-  end
-  for _, r in ipairs { header, table.unpack(rows) } do
-    local cells = {}
-    for i, cell in ipairs(r) do
-      cells[i] = i < #r and ("%-" .. widths[i] .. "s"):format(cell) or cell
-    end
-    io.stdout:write(table.concat(cells, "  "), "\n")
-  end
 end
 
 local netns_handlers = {}

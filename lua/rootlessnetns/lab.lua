@@ -40,7 +40,7 @@ local M = {}
 -- for any file system.
 M.NAME_MAX = 64
 --- Host-side veths are this prefix and the lease's index.
-M.HOST_IF_PREFIX = "rlnsv"
+M.HOST_IF_PREFIX = netns.LAB_VETH_PREFIX
 --- The nftables table that masquerades the bridge's subnet.
 M.NFT_TABLE = "rootlessnetns"
 
@@ -90,18 +90,11 @@ function M.new(opts)
   return setmetatable({ ns = ns, cfg = ns.cfg }, Lab)
 end
 
--- Netns:_begin; a holder of false (none exists) makes every named
--- namespace stale.
-function Lab:_begin(may_create)
-  local lock, h = self.ns:_begin(may_create)
-  if lock then self.pin_dir = self.ns.runtime_dir .. "/netns" end
-  return lock, h
-end
-
-function Lab:_pin(name) return self.pin_dir .. "/" .. name end
+function Lab:_pin(name) return self.ns.named_dir .. "/" .. name end
 function Lab:_record(name) return self.ns.paths.names .. "/" .. name end
 
---- Is @name ours, and is its pin a live namespace?
+--- Is @name ours, and is its pin a live namespace?  (With no holder, @h
+-- false, none is live.)
 -- @treturn boolean ours
 -- @treturn boolean live
 function Lab:_lookup(name, h)
@@ -118,15 +111,33 @@ local function stale(name)
     :format(name, name), errno.ENOENT
 end
 
---- Live processes in the namespace pinned at @pin: every process whose
--- namespace we may read, so those running under a subordinate uid count too.
+--- Live processes in each of the namespaces pinned at @pins, in one scan
+-- of /proc: every process whose namespace we may read, so those running
+-- under a subordinate uid count too.
+-- @treturn table pin -> list of {pid, starttime}
+local function processes_in_each(pins)
+  local by_link, found = {}, {}
+  for _, pin in ipairs(pins) do
+    found[pin] = {}
+    local id = core.ns_id(pin)
+    if id then by_link[("net:[%d]"):format(id)] = pin end
+  end
+  if next(by_link) then
+    local pin_of = {}
+    for _, p in ipairs(procs.ours(function(pid)
+      local link = core.readlink(("/proc/%d/ns/net"):format(pid))
+      pin_of[pid] = link and by_link[link]
+      return pin_of[pid] ~= nil
+    end, { any_uid = true })) do
+      local list = found[pin_of[p.pid]]
+      list[#list + 1] = p
+    end
+  end
+  return found
+end
+
 local function processes_in(pin)
-  local id = core.ns_id(pin)
-  if not id then return {} end
-  local want = ("net:[%d]"):format(id)
-  return procs.ours(function(pid)
-    return core.readlink(("/proc/%d/ns/net"):format(pid)) == want
-  end, { any_uid = true })
+  return processes_in_each({ pin })[pin]
 end
 
 local function pid_list(found)
@@ -148,21 +159,11 @@ local function run_in(pin, argv, input)
     netfd:close()
     return nil, ("`%s` not found; install %s"):format(argv[1], argv[1] == "nft" and "nftables" or "iproute2")
   end
-  local inr, inw = core.pipe()
-  local outr, outw = core.pipe()
   local cmd = table.move(argv, 1, #argv, 1, {})
   cmd[1] = path
-  local proc, serr = core.spawn { argv = cmd, netns = netfd, fds = { [0] = inr, [1] = outw, [2] = outw } }
-  netfd:close(); inr:close(); outw:close()
-  if not proc then
-    inw:close(); outr:close()
-    return nil, serr
-  end
-  inw:write(input or "")
-  inw:close()
-  local output = outr:readall(30000) or ""
-  outr:close()
-  local how, status = proc:wait()
+  local how, status, output = child.capture(cmd, 30000, { netns = netfd, input = input })
+  netfd:close()
+  if not how then return nil, status end
   if how == "exited" and status == 0 then return true end
   output = output:gsub("%s+$", ""):gsub("\n", "; ")
   log.debug("%s failed on:\n%s", argv[1], input or "")
@@ -171,20 +172,6 @@ end
 
 local function ip_batch(pin, lines)
   return run_in(pin, { "ip", "-batch", "-" }, table.concat(lines, "\n") .. "\n")
-end
-
---- Interfaces of the current network namespace, from /proc/net/dev
--- (getifaddrs leaves out links without an address).
-local function link_names()
-  local names = {}
-  local f = io.open("/proc/net/dev", "r")
-  if not f then return names end
-  for line in f:lines() do
-    local name = line:match("^%s*([^:%s]+):")
-    if name then names[#names + 1] = name end
-  end
-  f:close()
-  return names
 end
 
 -- ------------------------------------------------------------ namespaces
@@ -199,7 +186,7 @@ function Lab:add(name)
     local ok, err = M.check_name(name)
     if not ok then return nil, err, errno.EINVAL end
   end
-  local lock <close>, h = self:_begin(true)
+  local lock <close>, h = self.ns:_begin(true)
   if not lock then return nil, h end
   name = name or random_name()
   local ours, live = self:_lookup(name, h)
@@ -221,7 +208,7 @@ function Lab:add(name)
   if not ok then return nil, err end
   core.fault_point("netns-add-recorded")
   local path, cerr
-  path, cerr, code = core.netns_create_in(self.pin_dir, name)
+  path, cerr, code = core.netns_create_in(self.ns.named_dir, name)
   if path then
     ok, cerr = child.in_netns(path, function() return assert(core.link_up("lo")) end)
     if not ok then core.netns_unmount(path, 5000) end
@@ -237,10 +224,10 @@ end
 --- The named namespaces, sorted by name.
 -- @treturn[1] table list of {name, path, live, address (or cjson.null), pids}
 function Lab:list()
-  local lock <close>, h = self:_begin(false)
+  local lock <close>, h = self.ns:_begin(false)
   if not lock then return nil, h end
   local leases = h and self:_repair { clean_up = true } or {}
-  local out = {}
+  local out, live_pins = {}, {}
   local names = core.listdir(self.ns.paths.names) or {}
   table.sort(names)
   for _, name in ipairs(names) do
@@ -253,10 +240,12 @@ function Lab:list()
         path = self:_pin(name),
         live = live,
         address = lease and (lease.address .. "/" .. lease.prefix) or cjson.null,
-        pids = live and pid_list(processes_in(self:_pin(name))) or {},
       }
+      if live then live_pins[#live_pins + 1] = self:_pin(name) end
     end
   end
+  local inside = processes_in_each(live_pins)
+  for _, e in ipairs(out) do e.pids = pid_list(inside[e.path] or {}) end
   return out
 end
 
@@ -286,7 +275,7 @@ function Lab:exec(name, cmd, opts)
   if not ok then return nil, err, errno.EINVAL, "usage" end
   ok, err = netns._check_cmd(cmd)
   if not ok then return nil, err, errno.EINVAL, "usage" end
-  local lock, h = self:_begin(false)
+  local lock, h = self.ns:_begin(false)
   if not lock then return nil, h end
   local ours, live = self:_lookup(name, h)
   if not live then
@@ -338,7 +327,7 @@ function Lab:del(name, opts)
   opts = opts or {}
   local ok, err = M.check_name(name)
   if not ok then return nil, err, errno.EINVAL end
-  local lock <close>, h = self:_begin(false)
+  local lock <close>, h = self.ns:_begin(false)
   if not lock then return nil, h end
   local ours, live = self:_lookup(name, h)
   if not ours then return not_found(name) end
@@ -400,7 +389,7 @@ function Lab:_repair(opts)
       changed = true
     end
   end
-  local links = child.in_netns(p.pin, link_names) or {}
+  local links = child.in_netns(p.pin, child.link_names) or {}
   local orphans = {}
   for _, link in ipairs(links) do
     if link:match("^" .. M.HOST_IF_PREFIX .. "%d+$") and not keep[link] then
@@ -483,7 +472,7 @@ function Lab:connect(name, opts)
   local c = self.cfg.connect
   local net, nerr = addrpool.subnet(c.subnet)
   if not net then return nil, "connect.subnet: " .. nerr, errno.EINVAL end
-  local lock <close>, h = self:_begin(false)
+  local lock <close>, h = self.ns:_begin(false)
   if not lock then return nil, h end
   local ours, live = self:_lookup(name, h)
   if not live then
@@ -596,7 +585,7 @@ end
 function Lab:disconnect(name)
   local ok, err = M.check_name(name)
   if not ok then return nil, err, errno.EINVAL end
-  local lock <close>, h = self:_begin(false)
+  local lock <close>, h = self.ns:_begin(false)
   if not lock then return nil, h end
   if not self:_lookup(name, h) then return not_found(name) end
   local leases = h and self:_repair { clean_up = true } or {}

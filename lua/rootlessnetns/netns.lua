@@ -83,6 +83,8 @@ function Netns:_open()
   local runtime_dir, err = state.runtime_dir(self.getenv, uid)
   if not runtime_dir then return nil, err end
   self.runtime_dir = runtime_dir
+  -- where named namespaces are pinned (podman's directory for its own)
+  self.named_dir = runtime_dir .. "/netns"
   local base = self.cfg.state_dir or (runtime_dir .. "/rootlessnetns")
   local ok, perr = state.prepare_base(base, uid)
   if not ok then return nil, perr end
@@ -233,17 +235,19 @@ local function info_for_json(info)
   return out
 end
 
+--- The host-side veths of `netns connect` are this prefix and a number
+-- (rootlessnetns.lab names them; they are no backend's).
+M.LAB_VETH_PREFIX = "rlnsv"
+
 --- Interfaces of the netns other than lo and the lab's (the bridge of
--- `netns connect` and its veths), from /proc/net/dev inside.
+-- `netns connect` and its veths).
 local function foreign_links(bridge)
-  local f = io.open("/proc/net/dev", "r")
-  if not f then return 0 end
   local n = 0
-  for line in f:lines() do
-    local name = line:match("^%s*([^:%s]+):")
-    if name and name ~= "lo" and name ~= bridge and not name:match("^rlnsv%d+$") then n = n + 1 end
+  for _, name in ipairs(child.link_names()) do
+    if name ~= "lo" and name ~= bridge and not name:match("^" .. M.LAB_VETH_PREFIX .. "%d+$") then
+      n = n + 1
+    end
   end
-  f:close()
   return n
 end
 
@@ -689,7 +693,7 @@ end
 --- Unpin every named namespace and drop its record.  Lock held.
 function Netns:_forget_named()
   for _, name in ipairs(core.listdir(self.paths.names) or {}) do
-    local pin = self.runtime_dir .. "/netns/" .. name
+    local pin = self.named_dir .. "/" .. name
     if core.nsfs(pin) then core.netns_unmount(pin, 5000) else core.unlink(pin) end
     core.unlink(self.paths.names .. "/" .. name)
   end
