@@ -159,22 +159,41 @@ forward_signals(rlns_Signals *s, rlns_Process *p)
 	}
 }
 
+/* The first pending signal of @s that did not come from the terminal's
+ * process group (those reach the command as well), or 0. */
+static int
+first_signal(rlns_Signals *s)
+{
+	struct signalfd_siginfo si;
+
+	while (read(s->fd, &si, sizeof si) == (ssize_t)sizeof si)
+		if (si.ssi_signo > 0)
+			return (int)si.ssi_signo;
+	return 0;
+}
+
 /***
  * Wait for the process to end.
  * @function Process:wait
  * @tparam[opt] int timeout_ms (default: no limit)
  * @tparam[opt] Signals signals a blocked set whose signals are forwarded
  *   to the process while waiting
+ * @tparam[opt="forward"] string on_signal "forward" (the process gets the
+ *   signal and the wait goes on) or "interrupt" (the wait ends at once;
+ *   the process is left alone for the caller to deal with)
  * @treturn[1] string "exited" or "signaled"
  * @treturn[1] int exit status or signal number
- * @return[2] nil, message, errno (ETIMEDOUT when the time ran out)
+ * @return[2] nil, message, errno (ETIMEDOUT when the time ran out; EINTR
+ *   and the signal number when interrupted)
  */
 static int
 process_wait(lua_State *L)
 {
+	static const char *const modes[] = {"forward", "interrupt", NULL};
 	rlns_Process *p = toprocess(L, 1);
 	lua_Integer timeout = luaL_optinteger(L, 2, -1);
 	rlns_Signals *sigs = luaL_testudata(L, 3, RLNS_SIGNALS_META);
+	int interrupt = luaL_checkoption(L, 4, "forward", modes);
 	long long deadline = timeout >= 0 ? now_ms() + timeout : 0;
 
 	for (;;) {
@@ -215,8 +234,17 @@ process_wait(lua_State *L)
 		r = poll(pfd, (nfds_t)nfds, wait_ms);
 		if (r < 0 && errno != EINTR)
 			return rlns_pushfail(L, errno, "wait process %d", (int)p->pid);
-		if (sigs && sigs->fd >= 0)
+		if (sigs && sigs->fd >= 0 && interrupt) {
+			int sig = first_signal(sigs);
+
+			if (sig) {
+				rlns_pushfail(L, EINTR, "interrupted by signal %d", sig);
+				lua_pushinteger(L, sig);
+				return 4;
+			}
+		} else if (sigs && sigs->fd >= 0) {
 			forward_signals(sigs, p);
+		}
 	}
 }
 
@@ -652,6 +680,33 @@ signals_read(lua_State *L)
 }
 
 /***
+ * Wait (at most @timeout_ms) for one of the blocked signals.
+ * @function Signals:wait
+ * @tparam int timeout_ms
+ * @treturn int|nil the signal number, or nil when the time ran out
+ */
+static int
+signals_wait(lua_State *L)
+{
+	rlns_Signals *s = tosignals(L, 1);
+	lua_Integer timeout = luaL_checkinteger(L, 2);
+	struct pollfd pfd;
+	int sig;
+
+	if (s->fd < 0)
+		return 0;
+	pfd.fd = s->fd;
+	pfd.events = POLLIN;
+	if (poll(&pfd, 1, timeout < 0 ? -1 : (int)timeout) < 0 && errno != EINTR)
+		return rlns_pushfail(L, errno, "poll signals");
+	sig = first_signal(s);
+	if (!sig)
+		return 0;
+	lua_pushinteger(L, sig);
+	return 1;
+}
+
+/***
  * Block a set of signals and receive them through a signalfd instead.
  * Closing the object restores the previous mask.
  * @function block_signals
@@ -718,6 +773,7 @@ static const luaL_Reg signals_metameth[] = {
 
 static const luaL_Reg signals_meth[] = {
 	{"read", signals_read},
+	{"wait", signals_wait},
 	{"close", signals_close},
 	{NULL, NULL},
 };

@@ -111,7 +111,11 @@ local function status_code(how, code)
   return code
 end
 
-local function command_failure(msg, code, stage)
+--- Why an operation failed, as an exit status: an interrupted wait is the
+-- signal's 128+N and says nothing more (as a shell's ^C); a command that
+-- could not run is 126/127; anything else ours, 125.
+local function command_failure(msg, code, stage, signo)
+  if stage == "signal" then return 128 + (math.tointeger(signo) or 0) end
   if stage == "exec" then
     io.stderr:write("rootlessnetns: ", msg, "\n")
     return code == core.errno.ENOENT and M.EXIT_NOT_FOUND or M.EXIT_CANNOT_EXEC
@@ -170,14 +174,13 @@ local function run_command(tail, getenv, runner)
     if not shell or shell == "" then return die("no command given and $SHELL is not set") end
     cmd = { shell }
   end
-  local signals <close> = core.block_signals { core.SIGINT, core.SIGTERM, core.SIGHUP }
-  local how, code, ecode, stage = runner(cmd, { signals = signals })
-  if not how then return command_failure(code, ecode, stage) end
+  local how, code, ecode, stage, signo = runner(cmd)
+  if not how then return command_failure(code, ecode, stage, signo) end
   return status_code(how, code)
 end
 
 function handlers.run(ns, _, tail, getenv)
-  return run_command(tail, getenv, function(cmd, opts) return ns:run(cmd, opts) end)
+  return run_command(tail, getenv, function(cmd) return ns:run(cmd, { signals = ns.signals }) end)
 end
 
 local function nets_command(method)
@@ -190,15 +193,15 @@ local function nets_command(method)
       io.stderr:write("rootlessnetns: ", method, ": ", msg, "\n")
       return how and status_code(how, status) or M.EXIT_OURS
     end
-    return command_failure(msg, code, stage)
+    return command_failure(msg, code, stage, how)
   end
 end
 handlers.setup = nets_command("setup")
 handlers.teardown = nets_command("teardown")
 
 function handlers.info(ns, opts)
-  local info, err = ns:info()
-  if not info then return die(err) end
+  local info, err, code, stage, signo = ns:info()
+  if not info then return command_failure(err, code, stage, signo) end
   if opts.json then
     print_json(info)
   else
@@ -216,8 +219,8 @@ function handlers.info(ns, opts)
 end
 
 function handlers.status(ns, opts)
-  local st, err = ns:status()
-  if not st then return die(err) end
+  local st, err, code, stage, signo = ns:status()
+  if not st then return command_failure(err, code, stage, signo) end
   if opts.json then
     print_json(st)
   else
@@ -236,8 +239,8 @@ function handlers.status(ns, opts)
 end
 
 function handlers.cleanup(ns)
-  local ok, err = ns:cleanup { holder = true }
-  if not ok then return die(err) end
+  local ok, err, code, stage, signo = ns:cleanup { holder = true }
+  if not ok then return command_failure(err, code, stage, signo) end
   return 0
 end
 
@@ -270,15 +273,15 @@ end
 local netns_handlers = {}
 
 function netns_handlers.add(l, opts)
-  local name, path = l:add(opts.name)
-  if not name then return die(path) end
+  local name, path, code, stage, signo = l:add(opts.name)
+  if not name then return command_failure(path, code, stage, signo) end
   if opts.json then print_json { name = name, path = path } else io.stdout:write(name, "\n") end
   return 0
 end
 
 function netns_handlers.list(l, opts)
-  local entries, err = l:list()
-  if not entries then return die(err) end
+  local entries, err, code, stage, signo = l:list()
+  if not entries then return command_failure(err, code, stage, signo) end
   if opts.json then
     for _, e in ipairs(entries) do e.pids = json_list(e.pids) end
     print_json_lists(json_list(entries))
@@ -294,19 +297,19 @@ function netns_handlers.list(l, opts)
 end
 
 function netns_handlers.exec(l, opts, tail, getenv)
-  return run_command(tail, getenv, function(cmd, ropts) return l:exec(opts.name, cmd, ropts) end)
+  return run_command(tail, getenv, function(cmd) return l:exec(opts.name, cmd, { signals = l.ns.signals }) end)
 end
 
 function netns_handlers.del(l, opts)
-  local ok, err = l:del(opts.name, { force = opts.force })
-  if not ok then return die(err) end
+  local ok, err, code, stage, signo = l:del(opts.name, { force = opts.force })
+  if not ok then return command_failure(err, code, stage, signo) end
   if opts.json then print_json { name = opts.name, deleted = true } end
   return 0
 end
 
 function netns_handlers.connect(l, opts)
-  local lease, err = l:connect(opts.name, { ip = opts.ip })
-  if not lease then return die(err) end
+  local lease, err, code, stage, signo = l:connect(opts.name, { ip = opts.ip })
+  if not lease then return command_failure(err, code, stage, signo) end
   if opts.json then
     print_json(lease)
   else
@@ -317,8 +320,8 @@ function netns_handlers.connect(l, opts)
 end
 
 function netns_handlers.disconnect(l, opts)
-  local ok, err = l:disconnect(opts.name)
-  if not ok then return die(err) end
+  local ok, err, code, stage, signo = l:disconnect(opts.name)
+  if not ok then return command_failure(err, code, stage, signo) end
   if opts.json then print_json { name = opts.name, connected = false } end
   return 0
 end
@@ -383,6 +386,10 @@ function M.quick_parse(head)
 end
 
 local function main(args, getenv)
+  -- Blocked from the start, before anything can wait: a signal then ends
+  -- every wait (lock, backend start) or reaches the command we run, and
+  -- lua5.4's own SIGINT hook ("interrupted!") never fires in our code.
+  local signals <close> = core.block_signals { core.SIGINT, core.SIGTERM, core.SIGHUP }
   local head, tail = M.split(args)
   local opts = M.quick_parse(head)
   if not opts then
@@ -409,7 +416,7 @@ local function main(args, getenv)
     local lok, lerr = log.set_level(level)
     if not lok then return die(lerr) end
   end
-  local nsopts = { getenv = getenv, config = opts.config }
+  local nsopts = { getenv = getenv, config = opts.config, signals = signals }
   if opts.backend then nsopts.backend = opts.backend end
   if not opts.config then
     local path, explicit = require("rootlessnetns.config").locate(nil, getenv)

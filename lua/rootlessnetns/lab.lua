@@ -186,8 +186,8 @@ function Lab:add(name)
     local ok, err = M.check_name(name)
     if not ok then return nil, err, errno.EINVAL end
   end
-  local lock <close>, h = self.ns:_begin(true)
-  if not lock then return nil, h end
+  local lock <close>, h, bcode, bstage, bsig = self.ns:_begin(true)
+  if not lock then return nil, h, bcode, bstage, bsig end
   name = name or random_name()
   local ours, live = self:_lookup(name, h)
   local pin = self:_pin(name)
@@ -224,8 +224,8 @@ end
 --- The named namespaces, sorted by name.
 -- @treturn[1] table list of {name, path, live, address (or cjson.null), pids}
 function Lab:list()
-  local lock <close>, h = self.ns:_begin(false)
-  if not lock then return nil, h end
+  local lock <close>, h, bcode, bstage, bsig = self.ns:_begin(false)
+  if not lock then return nil, h, bcode, bstage, bsig end
   local leases = h and self:_repair { clean_up = true } or {}
   local out, live_pins = {}, {}
   local names = core.listdir(self.ns.paths.names) or {}
@@ -275,8 +275,8 @@ function Lab:exec(name, cmd, opts)
   if not ok then return nil, err, errno.EINVAL, "usage" end
   ok, err = netns._check_cmd(cmd)
   if not ok then return nil, err, errno.EINVAL, "usage" end
-  local lock, h = self.ns:_begin(false)
-  if not lock then return nil, h end
+  local lock, h, bcode, bstage, bsig = self.ns:_begin(false)
+  if not lock then return nil, h, bcode, bstage, bsig end
   local ours, live = self:_lookup(name, h)
   if not live then
     lock:close()
@@ -327,8 +327,8 @@ function Lab:del(name, opts)
   opts = opts or {}
   local ok, err = M.check_name(name)
   if not ok then return nil, err, errno.EINVAL end
-  local lock <close>, h = self.ns:_begin(false)
-  if not lock then return nil, h end
+  local lock <close>, h, bcode, bstage, bsig = self.ns:_begin(false)
+  if not lock then return nil, h, bcode, bstage, bsig end
   local ours, live = self:_lookup(name, h)
   if not ours then return not_found(name) end
   local pin = self:_pin(name)
@@ -472,16 +472,16 @@ function Lab:connect(name, opts)
   local c = self.cfg.connect
   local net, nerr = addrpool.subnet(c.subnet)
   if not net then return nil, "connect.subnet: " .. nerr, errno.EINVAL end
-  local lock <close>, h = self.ns:_begin(false)
-  if not lock then return nil, h end
+  local lock <close>, h, bcode, bstage, bsig = self.ns:_begin(false)
+  if not lock then return nil, h, bcode, bstage, bsig end
   local ours, live = self:_lookup(name, h)
   if not live then
     if ours then return stale(name) end
     return not_found(name)
   end
   local ns, p = self.ns, self.ns.paths
-  local up, uerr = ns:_get_or_create(h)
-  if not up then return nil, uerr end
+  local up, uerr, ucode, ustage, usig = ns:_get_or_create(h)
+  if not up then return nil, uerr, ucode, ustage, usig end
   local leases = self:_repair()
   local function give_up(msg, code)
     if up.created and ns:_users() == 0 then ns:_cleanup() end
@@ -585,8 +585,8 @@ end
 function Lab:disconnect(name)
   local ok, err = M.check_name(name)
   if not ok then return nil, err, errno.EINVAL end
-  local lock <close>, h = self.ns:_begin(false)
-  if not lock then return nil, h end
+  local lock <close>, h, bcode, bstage, bsig = self.ns:_begin(false)
+  if not lock then return nil, h, bcode, bstage, bsig end
   if not self:_lookup(name, h) then return not_found(name) end
   local leases = h and self:_repair { clean_up = true } or {}
   if not leases[name] then

@@ -49,14 +49,16 @@ local joined
 
 --- Create a handle.  Nothing is touched on disk until a method runs.
 -- @tparam[opt] table opts configuration keys (see the README), plus
---   `config` (a path to load first) and `getenv` (for tests)
+--   `config` (a path to load first), `getenv` (for tests) and `signals`
+--   (a Signals object of core.block_signals: each of them ends every wait
+--   for the lock, and methods then fail with stage "signal")
 -- @treturn[1] Netns
 -- @return[2] nil, message
 function M.new(opts)
   opts = opts or {}
   local overrides, cfg = {}, nil
   for k, v in pairs(opts) do
-    if k ~= "config" and k ~= "getenv" then overrides[k] = v end
+    if k ~= "config" and k ~= "getenv" and k ~= "signals" then overrides[k] = v end
   end
   if opts.config then
     local err
@@ -71,7 +73,7 @@ function M.new(opts)
     local ok, berr = backends.resolve(cfg)
     if not ok then return nil, berr end
   end
-  return setmetatable({ cfg = cfg, getenv = opts.getenv or os.getenv }, Netns)
+  return setmetatable({ cfg = cfg, getenv = opts.getenv or os.getenv, signals = opts.signals }, Netns)
 end
 
 --- Resolve and check the state directory (before joining anything, so the
@@ -92,10 +94,28 @@ function Netns:_open()
   return true
 end
 
-function Netns:_lock(mode)
+--- Take the state lock.  With signals to watch, the wait polls: a
+-- signal ends it at once (flock itself cannot be woken by a blocked one).
+-- @return[2] nil, message, errno (EINTR), "signal", the signal number
+function Netns:_lock(mode, uninterruptible)
   local t0 = core.clock()
-  local lock, err = core.flock(self.paths.lock, mode or "ex")
-  if not lock then return nil, err end
+  local lock, err, code
+  if self.signals and not uninterruptible then
+    local pause = 1
+    while true do
+      lock, err, code = core.flock(self.paths.lock, mode or "ex", true)
+      if lock or code ~= errno.EWOULDBLOCK then break end
+      local sig = self.signals:wait(pause)
+      if sig then
+        return nil, ("interrupted by signal %d while waiting for `%s`"):format(sig, self.paths.lock),
+          errno.EINTR, "signal", sig
+      end
+      pause = math.min(pause * 2, 20)
+    end
+  else
+    lock, err, code = core.flock(self.paths.lock, mode or "ex")
+  end
+  if not lock then return nil, err, code end
   log.debug("locked `%s` (%s) after %.2f ms", self.paths.lock, mode or "ex", (core.clock() - t0) * 1000)
   return lock
 end
@@ -127,8 +147,8 @@ end
 function Netns:_begin(may_create)
   local ok, err = self:_open()
   if not ok then return nil, err end
-  local lock, lerr = self:_lock()
-  if not lock then return nil, lerr end
+  local lock, lerr, lcode, lstage, lsig = self:_lock()
+  if not lock then return nil, lerr, lcode, lstage, lsig end
   local h, herr = self:_enter_holder(may_create)
   if h == nil then
     lock:close()
@@ -153,7 +173,8 @@ end
 
 --- What a custom backend's hooks receive.
 function Netns:_hook_ctx()
-  return { cfg = self.cfg, paths = self.paths, core = core, log = log, in_netns = child.in_netns }
+  return { cfg = self.cfg, paths = self.paths, core = core, log = log, in_netns = child.in_netns,
+    signals = self.signals }
 end
 
 --- The configured backend when it is a custom one and made @rec, for its
@@ -271,13 +292,14 @@ function Netns:_start_backend(created)
   local p, cfg = self.paths, self.cfg
   if not created then self:_wait_links_gone() end
   local backend, berr = backends.resolve(cfg, p.base)
-  local res, err
+  local res, err, signo
   if backend then
     local t0 = core.clock()
     -- a backend may be the operator's own code: its errors are failures
     -- to start like any other, not crashes that leave a pin behind
-    local ok, r, e = pcall(backend.start, self:_hook_ctx())
+    local ok, r, e, sig = pcall(backend.start, self:_hook_ctx())
     if ok then res, err = r, e else err = tostring(r) end
+    if ok and not r and math.type(sig) == "integer" then signo = sig end
     log.debug("%s started in %.1f ms", backend.name, (core.clock() - t0) * 1000)
   else
     err = berr
@@ -292,6 +314,7 @@ function Netns:_start_backend(created)
     core.netns_unmount(p.pin, 5000)
     for _, f in ipairs { p.backend, p.info, p.pidfile } do core.unlink(f) end
     if created then core.rmtree(p.dir) end
+    if signo then return nil, tostring(err), errno.EINTR, "signal", signo end
     err = tostring(err)
     if err:find("/dev/net/tun", 1, true) then
       err = err .. " (hint: /dev/net/tun must be readable and writable by you; 0666 is the usual mode)"
@@ -548,10 +571,10 @@ function Netns:run(cmd, opts)
   if not argv then return nil, aerr, acode, "exec" end
   local plan, perr = self:_plan()
   if not plan then return nil, perr end
-  local lock, h = self:_begin(true)
-  if not lock then return nil, h end
-  local ns, nerr = self:_get_or_create(h)
-  if not ns then lock:close() return nil, nerr end
+  local lock, h, bcode, bstage, bsig = self:_begin(true)
+  if not lock then return nil, h, bcode, bstage, bsig end
+  local ns, nerr, ncode, nstage, nsig = self:_get_or_create(h)
+  if not ns then lock:close() return nil, nerr, ncode, nstage, nsig end
   local proc, errr, code = self:_spawn_inside(argv, opts.env, plan)
   if not proc then
     if self:_users() == 0 then self:_cleanup() end
@@ -566,7 +589,8 @@ function Netns:run(cmd, opts)
   local how, status, ecode, stage = finish_child(proc, errr, opts.signals, type(cmd) == "function")
   core.fault_point("run-command-done")
 
-  lock = self:_lock()
+  -- (what the command's end leaves to do is done whatever arrives now)
+  lock = self:_lock(nil, true)
   if lock then
     if starttime then state.remove_ref(self.paths, proc:pid(), starttime) end
     if self:_users() == 0 then
@@ -578,15 +602,26 @@ function Netns:run(cmd, opts)
   return how, status, ecode, stage
 end
 
---- Run @cmd inside synchronously (lock held), for setup and teardown.
-function Netns:_run_locked(cmd, env)
+--- Run @cmd inside for setup and teardown, without holding the lock
+-- while it runs (the command may call rootlessnetns itself): a reference
+-- record of its process keeps the namespace up meanwhile.  Lock held on
+-- entry and again on return; @begun.lock is replaced.
+-- @treturn[1] true when the command exited 0
+-- @return[2] nil, message, errno, stage, how, status
+function Netns:_run_unlocked(begun, cmd)
   local plan, perr = self:_plan()
   if not plan then return nil, perr end
   local argv, aerr, acode = resolve_command(cmd)
   if not argv then return nil, aerr, acode, "exec" end
-  local proc, errr, code = self:_spawn_inside(argv, env, plan)
+  local proc, errr, code = self:_spawn_inside(argv, nil, plan)
   if not proc then return nil, errr, code end
-  local how, status, ecode, stage = finish_child(proc, errr, nil, type(cmd) == "function")
+  local pid = proc:pid()
+  local starttime = core.starttime(pid)
+  if starttime then state.add_ref(self.paths, pid, starttime) end
+  begun.lock:close()
+  local how, status, ecode, stage = finish_child(proc, errr, self.signals, type(cmd) == "function")
+  begun.lock = self:_lock(nil, true)
+  if starttime then state.remove_ref(self.paths, pid, starttime) end
   if not how then return nil, status, ecode, stage end
   if how ~= "exited" or status ~= 0 then
     return nil, ("command %s %d"):format(how == "exited" and "exited with status" or "killed by signal", status),
@@ -614,8 +649,8 @@ function Netns:_begin_counted(nets, cmd, may_create)
     local ok, err = check_cmd(cmd)
     if not ok then return nil, err, errno.EINVAL, "usage" end
   end
-  local lock, h = self:_begin(may_create)
-  if not lock then return nil, h end
+  local lock, h, code, stage, sig = self:_begin(may_create)
+  if not lock then return nil, h, code, stage, sig end
   return { nets = n, lock = lock, holder = h }
 end
 
@@ -625,18 +660,21 @@ end
 -- @treturn[1] true
 -- @return[2] nil, message
 function Netns:setup(nets, cmd)
-  local begun, berr, bcode, bstage = self:_begin_counted(nets, cmd, true)
-  if not begun then return nil, berr, bcode, bstage end
+  local begun, berr, bcode, bstage, bsig = self:_begin_counted(nets, cmd, true)
+  if not begun then return nil, berr, bcode, bstage, bsig end
   local lock, n = begun.lock, begun.nets
-  local ns, gerr = self:_get_or_create(begun.holder)
-  if not ns then lock:close() return nil, gerr end
+  local ns, gerr, gcode, gstage, gsig = self:_get_or_create(begun.holder)
+  if not ns then lock:close() return nil, gerr, gcode, gstage, gsig end
   if cmd ~= nil then
-    local rok, rerr, code, stage, how, status = self:_run_locked(cmd)
+    local rok, rerr, code, stage, how, status = self:_run_unlocked(begun, cmd)
+    lock = begun.lock
     if not rok then
-      if ns.created and self:_users() == 0 then self:_cleanup() end
-      lock:close()
+      -- last one out: a namespace nobody else took up meanwhile goes
+      if lock and self:_users() == 0 then self:_cleanup() end
+      if lock then lock:close() end
       return nil, rerr, code, stage, how, status
     end
+    if not lock then return nil, "setup: cannot take the lock again after the command" end
   end
   local count = state.read_count(self.paths.refcount)
   core.fault_point("setup-before-count")
@@ -650,13 +688,17 @@ end
 -- failed command leaves the count alone (the caller retries).  Never
 -- starts a backend: tearing down a namespace whose backend died works.
 function Netns:teardown(nets, cmd)
-  local begun, berr, bcode, bstage = self:_begin_counted(nets, cmd, false)
-  if not begun then return nil, berr, bcode, bstage end
+  local begun, berr, bcode, bstage, bsig = self:_begin_counted(nets, cmd, false)
+  if not begun then return nil, berr, bcode, bstage, bsig end
   local lock, n, h = begun.lock, begun.nets, begun.holder
   local live = h and core.nsfs(self.paths.pin)
   if live and cmd ~= nil then
-    local rok, rerr, code, stage, how, status = self:_run_locked(cmd)
+    local rok, rerr, code, stage, how, status = self:_run_unlocked(begun, cmd)
+    lock = begun.lock
+    if not lock then return nil, "teardown: cannot take the lock again after the command" end
     if not rok then lock:close() return nil, rerr, code, stage, how, status end
+    -- the command may have torn it down itself (a nested cleanup)
+    live = core.nsfs(self.paths.pin)
   end
   local count = state.read_count(self.paths.refcount)
   count = math.max(0, count - n)
@@ -678,8 +720,8 @@ end
 -- also stop the holder.  Idempotent.
 function Netns:cleanup(opts)
   opts = opts or {}
-  local lock, h = self:_begin(false)
-  if not lock then return nil, h end
+  local lock, h, code, stage, sig = self:_begin(false)
+  if not lock then return nil, h, code, stage, sig end
   local ok, err = self:_cleanup()
   if opts.holder and (not h or h.mode == "own") then
     -- named namespaces live in the holder's mounts and go with it
@@ -704,8 +746,8 @@ function Netns:status()
   local ok, err = self:_open()
   if not ok then return nil, err end
   local p = self.paths
-  local lock, lerr = self:_lock("sh")
-  if not lock then return nil, lerr end
+  local lock, lerr, lcode, lstage, lsig = self:_lock("sh")
+  if not lock then return nil, lerr, lcode, lstage, lsig end
   local rec = state.read_json(p.holder)
   local h = rec and state.valid_identity(rec) and core.alive(rec.pid, rec.starttime) and rec or nil
   local out = {
@@ -734,8 +776,8 @@ end
 --- Addresses, DNS forwarders and map-guest addresses (podman's keys), with
 -- the backend's name and pid.
 function Netns:info()
-  local st, err = self:status()
-  if not st then return nil, err end
+  local st, err, code, stage, sig = self:status()
+  if not st then return nil, err, code, stage, sig end
   if not st.up then
     return nil, "the rootless netns is not set up (run `rootlessnetns setup` first)", errno.ENOENT
   end

@@ -151,7 +151,7 @@ end
 
 --- Start slirp4netns for the netns pinned at ctx.paths.pin.
 -- @treturn[1] table {pid, starttime, argv, info, nameservers, ipv6}
--- @return[2] nil, message
+-- @return[2] nil, message[, signal number when ctx.signals interrupted it]
 function M.start(ctx)
   local cfg, p = ctx.cfg, ctx.paths
   local opts = cfg.slirp4netns
@@ -199,9 +199,10 @@ function M.start(ctx)
   core.fault_point("backend-spawned")
 
   local deadline = core.clock() + cfg.ready_timeout
-  local failure
+  local failure, signo
   while true do
-    local data, rerr, code = ready_r:read(16, 250)
+    -- short slices: a signal the caller watches ends the wait at once
+    local data, rerr, code = ready_r:read(16, ctx.signals and 20 or 250)
     if data and #data > 0 then break end
     if data == "" then -- writer gone: slirp4netns exited before it was ready
       local how, status = proc:wait(2000)
@@ -210,6 +211,13 @@ function M.start(ctx)
     end
     if code ~= core.errno.ETIMEDOUT then
       failure = "slirp4netns ready pipe: " .. tostring(rerr)
+      break
+    end
+    signo = ctx.signals and ctx.signals:wait(0)
+    if signo then
+      proc:kill(core.SIGKILL)
+      proc:wait(2000)
+      failure = ("interrupted by signal %d while slirp4netns was starting"):format(signo)
       break
     end
     local how, status = proc:poll()
@@ -228,7 +236,7 @@ function M.start(ctx)
   restore_dad()
   if failure then
     proc:close()
-    return nil, failure
+    return nil, failure, signo or nil
   end
 
   local pid = proc:pid()
