@@ -57,6 +57,7 @@ describe("waits", function()
       assert.equal(128 + sig, code, err)
       assert.equal("", err)
       assert.is_nil(core.lstat(marker), "the command ran")
+      lock:close()
     end)
   end
 
@@ -70,6 +71,7 @@ describe("waits", function()
       assert.equal(130, code, table.concat(args, " ") .. ": " .. tostring(err))
       assert.is_nil(tostring(err):find("internal error", 1, true), err)
     end
+    lock:close()
   end)
 
   userns_it("SIGTERM during a slow backend start leaves no backend and no pin", function()
