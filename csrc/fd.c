@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 typedef struct {
@@ -296,6 +297,41 @@ l_dup(lua_State *L)
 	return 1;
 }
 
+/***
+ * An anonymous close-on-exec file in memory: a forked worker writes its
+ * report there, so a report of any size never blocks on a full pipe and
+ * no long-lived process it forks can keep a pipe open.
+ * @function memfd
+ * @treturn Fd
+ */
+static int
+l_memfd(lua_State *L)
+{
+	int *fd;
+
+	rlns_checknargs(L, 0);
+	fd = rlns_newfd(L);
+	*fd = memfd_create("rootlessnetns-report", MFD_CLOEXEC);
+	if (*fd < 0)
+		return rlns_pushfail(L, errno, "memfd_create");
+	return 1;
+}
+
+/***
+ * Move the file offset back to the start (after a worker wrote a report).
+ * @function Fd:rewind
+ * @treturn[1] true
+ */
+static int
+fd_rewind(lua_State *L)
+{
+	int fd = rlns_checkfd(L, 1);
+
+	if (lseek(fd, 0, SEEK_SET) < 0)
+		return rlns_pushfail(L, errno, "lseek fd %d", fd);
+	return rlns_pushtrue(L);
+}
+
 /* Is @fd close-on-exec?  For specs that check our own hygiene. */
 static int
 l_cloexec(lua_State *L)
@@ -323,6 +359,7 @@ static const luaL_Reg fd_meth[] = {
 	{"read", l_read},
 	{"readall", l_readall},
 	{"write", l_write},
+	{"rewind", fd_rewind},
 	{NULL, NULL},
 };
 
@@ -333,6 +370,7 @@ static const luaL_Reg fd_funcs[] = {
 	{"pipe", l_pipe},
 	{"open", l_open},
 	{"dup", l_dup},
+	{"memfd", l_memfd},
 	{"cloexec", l_cloexec},
 	{NULL, NULL},
 };

@@ -416,7 +416,8 @@ local function main(args, getenv)
     local lok, lerr = log.set_level(level)
     if not lok then return die(lerr) end
   end
-  local nsopts = { getenv = getenv, config = opts.config, signals = signals }
+  -- the CLI exits (or execs) when the command is done: it may join in-process
+  local nsopts = { getenv = getenv, config = opts.config, signals = signals, in_process = true }
   if opts.backend then nsopts.backend = opts.backend end
   if not opts.config then
     local path, explicit = require("rootlessnetns.config").locate(nil, getenv)

@@ -595,4 +595,8 @@ function Lab:disconnect(name)
   return self:_disconnect_locked(name)
 end
 
+-- (a Lab shares its Netns handle's way in: a worker, or in-process)
+require("rootlessnetns.worker").wrap(Lab, { "add", "list", "exec", "del", "connect", "disconnect" },
+  function(self) return self.ns end)
+
 return M

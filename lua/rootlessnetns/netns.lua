@@ -7,9 +7,12 @@
 --   local ns = assert(netns.new { backend = "slirp4netns" })
 --   local how, code = ns:run { "ip", "addr" }
 --
--- Every method returns its result, or nil, message[, errno].  The calling
--- process joins the holder's user and mount namespaces on first use, as
--- podman's commands do; its network namespace never changes.
+-- Every method returns its result, or nil, message[, errno].  Each runs in
+-- a forked worker (rootlessnetns.worker) that joins the holder's user and
+-- mount namespaces: the calling process's namespaces, fds, signal
+-- dispositions and cwd never change, so a long-lived program survives
+-- anyone's `cleanup`.  The CLI, which exits (or execs) when it is done,
+-- joins in-process (`in_process = true`) and saves the fork.
 local core = require "rootlessnetns"
 local cjson = require "cjson.safe"
 local child = require "rootlessnetns.child"
@@ -19,6 +22,7 @@ local log = require "rootlessnetns.log"
 local mounts = require "rootlessnetns.mounts"
 local procs = require "rootlessnetns.procs"
 local state = require "rootlessnetns.state"
+local worker = require "rootlessnetns.worker"
 
 -- Needed only when a backend starts (or a backend name is checked): not
 -- loaded on the warm path.
@@ -51,14 +55,16 @@ local joined
 -- @tparam[opt] table opts configuration keys (see the README), plus
 --   `config` (a path to load first), `getenv` (for tests) and `signals`
 --   (a Signals object of core.block_signals: each of them ends every wait
---   for the lock, and methods then fail with stage "signal")
+--   for the lock, and methods then fail with stage "signal") and
+--   `in_process` (join the holder in this process: for a process that
+--   exits or execs once the method returns, such as the CLI)
 -- @treturn[1] Netns
 -- @return[2] nil, message
 function M.new(opts)
   opts = opts or {}
   local overrides, cfg = {}, nil
   for k, v in pairs(opts) do
-    if k ~= "config" and k ~= "getenv" and k ~= "signals" then overrides[k] = v end
+    if k ~= "config" and k ~= "getenv" and k ~= "signals" and k ~= "in_process" then overrides[k] = v end
   end
   if opts.config then
     local err
@@ -73,7 +79,8 @@ function M.new(opts)
     local ok, berr = backends.resolve(cfg)
     if not ok then return nil, berr end
   end
-  return setmetatable({ cfg = cfg, getenv = opts.getenv or os.getenv, signals = opts.signals }, Netns)
+  return setmetatable({ cfg = cfg, getenv = opts.getenv or os.getenv, signals = opts.signals,
+    in_process = opts.in_process == true }, Netns)
 end
 
 --- Resolve and check the state directory (before joining anything, so the
@@ -805,6 +812,8 @@ function Netns:info()
     refs = st.refs,
   }
 end
+
+worker.wrap(Netns, { "setup", "teardown", "run", "status", "info", "cleanup" })
 
 -- for the named namespaces of rootlessnetns.lab, which run commands the same way
 M._check_cmd, M._resolve_command, M._finish_child = check_cmd, resolve_command, finish_child

@@ -1,0 +1,106 @@
+-- A long-lived program that embeds the library: what it calls works in
+-- forked workers, so nothing anyone else does to the namespace (a
+-- `cleanup`, a killed holder) strands it, and its own namespaces, fds,
+-- cwd and signal handling never change.
+local core = require "rootlessnetns"
+local helper = require "helper"
+
+local userns_it = helper.userns_it(it, pending)
+
+describe("an embedding program", function()
+  local fx = helper.state_fixture(before_each, after_each)
+
+  local function handle(extra)
+    local netns = require "rootlessnetns.netns"
+    local opts = { backend = "slirp4netns", getenv = function(k)
+      if k == "XDG_RUNTIME_DIR" then return fx.xdg end
+      return os.getenv(k)
+    end }
+    for k, v in pairs(extra or {}) do opts[k] = v end
+    return assert(netns.new(opts))
+  end
+
+  local function own_namespaces()
+    local out = {}
+    for _, kind in ipairs { "user", "mnt", "net" } do out[kind] = core.readlink("/proc/self/ns/" .. kind) end
+    out.cwd = core.readlink("/proc/self/cwd")
+    out.fds = helper.fd_count()
+    return out
+  end
+
+  userns_it("keeps one handle across another user's cleanup and a killed holder", function()
+    local base = fx.xdg .. "/rootlessnetns"
+    local res = assert(helper.in_child(function()
+      local ns = handle()
+      local before = own_namespaces()
+      local out = { before = before }
+      out.first = { ns:run { "true" } }
+      assert(ns:setup())
+      out.up = ns:status().up
+      -- someone else removes everything, holder included
+      out.cleanup = (helper.cli({ "cleanup" }, fx.env))
+      out.after_cleanup = { ns:run { "sh", "-c", "ip -o link show tap0 >/dev/null && exit 7" } }
+      assert(ns:setup())
+      for _, pid in ipairs(helper.holders(base)) do core.kill(pid, core.starttime(pid), core.SIGKILL) end
+      helper.settled_holders(base, 0)
+      out.after_kill = { ns:run { "true" } }
+      out.status_after = ns:status().holder.alive
+      out.after = own_namespaces()
+      ns:cleanup { holder = true }
+      return out
+    end))
+    assert.same({ "exited", 0 }, res.first)
+    assert.is_true(res.up)
+    assert.equal(0, res.cleanup)
+    assert.same({ "exited", 7 }, res.after_cleanup)
+    assert.same({ "exited", 0 }, res.after_kill)
+    assert.is_true(res.status_after)
+    assert.same(res.before, res.after)
+  end)
+
+  userns_it("a Lab handle works in workers too and leaves the caller alone", function()
+    local res = assert(helper.in_child(function()
+      local lab = require "rootlessnetns.lab"
+      local l = assert(lab.new(handle()))
+      local before = own_namespaces()
+      assert(l:add("web"))
+      local how, code = l:exec("web", { "sh", "-c", "ip -o link show lo >/dev/null" })
+      local listed = l:list()
+      assert(l:del("web"))
+      return { how = how, code = code, names = #listed, before = before, after = own_namespaces() }
+    end))
+    assert.equal("exited", res.how)
+    assert.equal(0, res.code)
+    assert.equal(1, res.names)
+    assert.same(res.before, res.after)
+  end)
+
+  userns_it("a signal it blocked ends a method's wait for the lock", function()
+    local marker = helper.tmpdir() .. "/ran"
+    local res = assert(helper.in_child(function()
+      local signals <close> = core.block_signals { core.SIGTERM }
+      local ns = handle { signals = signals }
+      assert(ns:status())
+      local lock <close> = assert(core.flock(fx.xdg .. "/rootlessnetns/lock", "ex"))
+      local killer = assert(core.spawn { argv = { "sh", "-c", ("sleep 0.3; kill -TERM %d"):format(core.getpid()) } })
+      local r = table.pack(ns:run { "touch", marker })
+      killer:wait()
+      lock:close()
+      -- and the handle goes on working
+      local again = table.pack(ns:run { "true" })
+      return { r[1] == nil, r[4], r[5], again[1], again[2] }
+    end))
+    assert.same({ true, "signal", core.SIGTERM, "exited", 0 }, res)
+    assert.is_nil(core.lstat(marker), "the command ran")
+  end)
+
+  userns_it("a Lua error in a config hook comes back as a message", function()
+    local res = assert(helper.in_child(function()
+      local ns = handle { mounts = function() error("boom", 0) end }
+      local r = table.pack(ns:run { "true" })
+      return { r[1] == nil, r[2] }
+    end))
+    assert.is_true(res[1])
+    assert.matches("config mounts hook: boom", res[2])
+  end)
+end)
