@@ -52,6 +52,11 @@ build = {
     ["rootlessnetns.procs"] = "lua/rootlessnetns/procs.lua",
     ["rootlessnetns.resolvconf"] = "lua/rootlessnetns/resolvconf.lua",
     ["rootlessnetns.state"] = "lua/rootlessnetns/state.lua",
+    ["rootlessnetns.session"] = "lua/rootlessnetns/session.lua",
+    ["rootlessnetns.instance"] = "lua/rootlessnetns/instance.lua",
+    ["rootlessnetns.refs"] = "lua/rootlessnetns/refs.lua",
+    ["rootlessnetns.inside"] = "lua/rootlessnetns/inside.lua",
+    ["rootlessnetns.worker"] = "lua/rootlessnetns/worker.lua",
   },
   install = {
     bin = { rootlessnetns = "bin/rootlessnetns" },

@@ -1,51 +1,8 @@
---- Short-lived children: run a Lua function in another namespace and get
--- its result back, leaving the caller's namespaces untouched.
+--- Programs the library runs to completion (ip, nft, probes), and where
+-- to find them.
 local core = require "rootlessnetns"
-local cjson = require "cjson.safe"
 
 local M = {}
-
---- Run @fn in a forked child that first joins the network namespace pinned
--- at @pin.  @fn's return value travels back as JSON.
--- @treturn[1] any what @fn returned
--- @return[2] nil, message
-function M.in_netns(pin, fn)
-  io.stdout:flush()
-  io.stderr:flush()
-  local r, w = core.pipe()
-  local pid, err = core.fork()
-  if not pid then
-    r:close()
-    w:close()
-    return nil, err
-  end
-  if pid == 0 then
-    r:close()
-    local ok, res = pcall(function()
-      assert(core.setns(pin, core.CLONE_NEWNET))
-      return fn()
-    end)
-    -- (not `ok and res or ...`: a result of false must stay false)
-    local result = res
-    if not ok then result = tostring(res) end
-    local msg = cjson.encode { ok = ok, result = result }
-    w:write(msg or '{"ok":false,"result":"unencodable result"}')
-    core._exit(0)
-  end
-  w:close()
-  local text = r:readall(30000) or ""
-  r:close()
-  local proc = core.process(pid)
-  if proc then proc:wait() end
-  local msg = cjson.decode(text)
-  if type(msg) ~= "table" then
-    return nil, "helper in the namespace died"
-  end
-  if not msg.ok then
-    return nil, tostring(msg.result)
-  end
-  return msg.result
-end
 
 --- Run a program to completion, capturing stdout and stderr together.
 -- @tparam[opt] table opts {input = text for its stdin (default: none),
@@ -85,7 +42,7 @@ end
 
 --- Names of the interfaces of this process's network namespace, from
 -- /proc/net/dev (getifaddrs leaves out links without an address); for
--- functions run with in_netns.
+-- functions run with rootlessnetns.inside.call.
 function M.link_names()
   local names = {}
   local f = io.open("/proc/net/dev", "r")

@@ -27,7 +27,11 @@ local addrpool = require "rootlessnetns.addrpool"
 local child = require "rootlessnetns.child"
 local log = require "rootlessnetns.log"
 local mounts = require "rootlessnetns.mounts"
+local inside = require "rootlessnetns.inside"
+local instance = require "rootlessnetns.instance"
 local netns = require "rootlessnetns.netns"
+local refs = require "rootlessnetns.refs"
+local session = require "rootlessnetns.session"
 local procs = require "rootlessnetns.procs"
 local state = require "rootlessnetns.state"
 
@@ -40,7 +44,7 @@ local M = {}
 -- for any file system.
 M.NAME_MAX = 64
 --- Host-side veths are this prefix and the lease's index.
-M.HOST_IF_PREFIX = netns.LAB_VETH_PREFIX
+M.HOST_IF_PREFIX = instance.LAB_VETH_PREFIX
 --- The nftables table that masquerades the bridge's subnet.
 M.NFT_TABLE = "rootlessnetns"
 
@@ -186,8 +190,9 @@ function Lab:add(name)
     local ok, err = M.check_name(name)
     if not ok then return nil, err, errno.EINVAL end
   end
-  local lock <close>, h, bcode, bstage, bsig = self.ns:_begin(true)
-  if not lock then return nil, h, bcode, bstage, bsig end
+  local s <close>, serr, scode, sstage, ssig = session.begin(self.ns, true)
+  if not s then return nil, serr, scode, sstage, ssig end
+  local h = s.holder
   name = name or random_name()
   local ours, live = self:_lookup(name, h)
   local pin = self:_pin(name)
@@ -210,7 +215,7 @@ function Lab:add(name)
   local path, cerr
   path, cerr, code = core.netns_create_in(self.ns.named_dir, name)
   if path then
-    ok, cerr = child.in_netns(path, function() return assert(core.link_up("lo")) end)
+    ok, cerr = inside.call(path, function() return assert(core.link_up("lo")) end)
     if not ok then core.netns_unmount(path, 5000) end
   end
   if not path or not ok then
@@ -224,8 +229,9 @@ end
 --- The named namespaces, sorted by name.
 -- @treturn[1] table list of {name, path, live, address (or cjson.null), pids}
 function Lab:list()
-  local lock <close>, h, bcode, bstage, bsig = self.ns:_begin(false)
-  if not lock then return nil, h, bcode, bstage, bsig end
+  local s <close>, serr, scode, sstage, ssig = session.begin(self.ns, false)
+  if not s then return nil, serr, scode, sstage, ssig end
+  local h = s.holder
   local leases = h and self:_repair { clean_up = true } or {}
   local out, live_pins = {}, {}
   local names = core.listdir(self.ns.paths.names) or {}
@@ -244,8 +250,8 @@ function Lab:list()
       if live then live_pins[#live_pins + 1] = self:_pin(name) end
     end
   end
-  local inside = processes_in_each(live_pins)
-  for _, e in ipairs(out) do e.pids = pid_list(inside[e.path] or {}) end
+  local running = processes_in_each(live_pins)
+  for _, e in ipairs(out) do e.pids = pid_list(running[e.path] or {}) end
   return out
 end
 
@@ -273,32 +279,29 @@ function Lab:exec(name, cmd, opts)
   opts = opts or {}
   local ok, err = M.check_name(name)
   if not ok then return nil, err, errno.EINVAL, "usage" end
-  ok, err = netns._check_cmd(cmd)
+  ok, err = inside.check_cmd(cmd)
   if not ok then return nil, err, errno.EINVAL, "usage" end
-  local lock, h, bcode, bstage, bsig = self.ns:_begin(false)
-  if not lock then return nil, h, bcode, bstage, bsig end
-  local ours, live = self:_lookup(name, h)
+  local s <close>, serr, scode, sstage, ssig = session.begin(self.ns, false)
+  if not s then return nil, serr, scode, sstage, ssig end
+  local ours, live = self:_lookup(name, s.holder)
   if not live then
-    lock:close()
     if ours then return stale(name) end
     return not_found(name)
   end
   local lease = core.nsfs(self.ns.paths.pin) == true and state.read_leases(self.ns.paths).leases[name] or nil
   if lease and lease.connected then
     -- its way out is the rootless netns's backend: restart it if it died
-    local up, uerr = self.ns:_get_or_create(h)
+    local up, uerr = instance.get_or_create(self.ns, s.holder)
     if not up then log.warn("`%s` is connected, but: %s", name, uerr) end
   end
-  local argv, aerr, acode = netns._resolve_command(cmd)
-  if not argv then
-    lock:close()
-    return nil, aerr, acode, "exec"
-  end
+  local argv, aerr, acode = inside.resolve_command(cmd)
+  if not argv then return nil, aerr, acode, "exec" end
   local connected = lease ~= nil and lease.connected == true
-  local proc, errr, code = self.ns:_spawn_inside(argv, opts.env, self:_exec_plan(connected), self:_pin(name))
-  lock:close()
-  if not proc then return nil, errr, code end
-  return netns._finish_child(proc, errr, opts.signals, type(cmd) == "function")
+  local proc, report, code = inside.spawn(self:_pin(name), argv, opts.env, self:_exec_plan(connected))
+  -- (the namespace lives until `netns del`, which refuses while it runs)
+  s:unlock()
+  if not proc then return nil, report, code end
+  return inside.finish(proc, report, opts.signals)
 end
 
 --- Kill the processes inside the namespace pinned at @pin and wait (5 s
@@ -327,18 +330,19 @@ function Lab:del(name, opts)
   opts = opts or {}
   local ok, err = M.check_name(name)
   if not ok then return nil, err, errno.EINVAL end
-  local lock <close>, h, bcode, bstage, bsig = self.ns:_begin(false)
-  if not lock then return nil, h, bcode, bstage, bsig end
+  local s <close>, serr, scode, sstage, ssig = session.begin(self.ns, false)
+  if not s then return nil, serr, scode, sstage, ssig end
+  local h = s.holder
   local ours, live = self:_lookup(name, h)
   if not ours then return not_found(name) end
   local pin = self:_pin(name)
   if live then
-    local inside = processes_in(pin)
-    if #inside > 0 and not opts.force then
+    local running = processes_in(pin)
+    if #running > 0 and not opts.force then
       return nil, ("namespace `%s` still has %d process%s inside (pid %s); stop them or use --force")
-        :format(name, #inside, #inside == 1 and "" or "es", table.concat(pid_list(inside), ", ")), errno.EBUSY
+        :format(name, #running, #running == 1 and "" or "es", table.concat(pid_list(running), ", ")), errno.EBUSY
     end
-    if #inside > 0 and not kill_inside(pin) then
+    if #running > 0 and not kill_inside(pin) then
       return nil, ("namespace `%s`: processes inside survived SIGKILL"):format(name), errno.EBUSY
     end
     local leases = self:_repair { clean_up = true }
@@ -389,7 +393,7 @@ function Lab:_repair(opts)
       changed = true
     end
   end
-  local links = child.in_netns(p.pin, child.link_names) or {}
+  local links = inside.call(p.pin, child.link_names) or {}
   local orphans = {}
   for _, link in ipairs(links) do
     if link:match("^" .. M.HOST_IF_PREFIX .. "%d+$") and not keep[link] then
@@ -403,8 +407,8 @@ function Lab:_repair(opts)
   end
   if changed then
     state.write_leases(p, data)
-    if opts.clean_up and self.ns:_users() == 0 then
-      local ok, err = self.ns:_cleanup()
+    if opts.clean_up and refs.users(self.ns) == 0 then
+      local ok, err = instance.cleanup(self.ns)
       if not ok then log.warn("%s", err) end
       return {}
     end
@@ -416,7 +420,7 @@ end
 -- (idempotent: run on every connect, so a half-made bridge is completed).
 function Lab:_ensure_bridge(net)
   local pin, c = self.ns.paths.pin, self.cfg.connect
-  local exists, err = child.in_netns(pin, function()
+  local exists, err = inside.call(pin, function()
     local f = assert(io.open("/proc/sys/net/ipv4/ip_forward", "w"))
     assert(f:write("1"))
     assert(f:close())
@@ -472,19 +476,20 @@ function Lab:connect(name, opts)
   local c = self.cfg.connect
   local net, nerr = addrpool.subnet(c.subnet)
   if not net then return nil, "connect.subnet: " .. nerr, errno.EINVAL end
-  local lock <close>, h, bcode, bstage, bsig = self.ns:_begin(false)
-  if not lock then return nil, h, bcode, bstage, bsig end
+  local s <close>, serr, scode, sstage, ssig = session.begin(self.ns, false)
+  if not s then return nil, serr, scode, sstage, ssig end
+  local h = s.holder
   local ours, live = self:_lookup(name, h)
   if not live then
     if ours then return stale(name) end
     return not_found(name)
   end
   local ns, p = self.ns, self.ns.paths
-  local up, uerr, ucode, ustage, usig = ns:_get_or_create(h)
+  local up, uerr, ucode, ustage, usig = instance.get_or_create(ns, h)
   if not up then return nil, uerr, ucode, ustage, usig end
   local leases = self:_repair()
   local function give_up(msg, code)
-    if up.created and ns:_users() == 0 then ns:_cleanup() end
+    if up.created then refs.clean_up_if_unused(ns) end
     return nil, msg, code
   end
   if leases[name] then
@@ -575,8 +580,7 @@ function Lab:_disconnect_locked(name)
     local dok, derr = ip_batch(p.pin, { "link del " .. M.HOST_IF_PREFIX .. lease.index })
     if not dok then log.warn("disconnect `%s`: %s", name, derr) end
   end
-  if ns:_users() == 0 then return ns:_cleanup() end
-  return true
+  return refs.clean_up_if_unused(ns)
 end
 
 --- Disconnect a named namespace from the bridge.
@@ -585,8 +589,9 @@ end
 function Lab:disconnect(name)
   local ok, err = M.check_name(name)
   if not ok then return nil, err, errno.EINVAL end
-  local lock <close>, h, bcode, bstage, bsig = self.ns:_begin(false)
-  if not lock then return nil, h, bcode, bstage, bsig end
+  local s <close>, serr, scode, sstage, ssig = session.begin(self.ns, false)
+  if not s then return nil, serr, scode, sstage, ssig end
+  local h = s.holder
   if not self:_lookup(name, h) then return not_found(name) end
   local leases = h and self:_repair { clean_up = true } or {}
   if not leases[name] then

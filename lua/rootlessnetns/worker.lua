@@ -62,10 +62,10 @@ local function child(report, fn, ...)
   if res[1] then
     res = table.pack(table.unpack(res, 2, res.n))
   else
-    res = table.pack(nil, "internal error: " .. tostring(res[2]))
+    res = table.pack(nil, tostring(res[2]))
   end
   local ok, text = pcall(M.encode, res)
-  if not ok then text = M.encode(table.pack(nil, "internal error: " .. tostring(text))) end
+  if not ok then text = M.encode(table.pack(nil, tostring(text))) end
   report:write(text)
   io.stdout:flush()
   io.stderr:flush()
@@ -76,8 +76,8 @@ end
 -- are nil, booleans, numbers, strings, cjson.null and tables of those.
 -- @tparam[opt] Signals signals passed on to the worker while it runs
 -- @tparam function fn
--- @return what @fn returned, or nil, message[, errno] when the worker
---   could not run or died without reporting
+-- @return what @fn returned; nil and the error when it raised one; nil,
+--   message[, errno] when the worker could not run or died unreported
 function M.call(signals, fn, ...)
   local report, merr, mcode = core.memfd()
   if not report then return nil, merr, mcode end
@@ -121,7 +121,9 @@ function M.wrap(class, names, handle_of)
       if not signals and type(last) == "table" then signals = last.signals end
       return M.call(signals, function(...)
         handle.in_process = true
-        return method(self, ...)
+        local res = table.pack(pcall(method, self, ...))
+        if not res[1] then return nil, "internal error: " .. tostring(res[2]) end
+        return table.unpack(res, 2, res.n)
       end, ...)
     end
   end

@@ -149,7 +149,7 @@ function M.start(ctx)
   if not starttime then
     return nil, ("pasta (pid %d) exited right after setting up the namespace"):format(pid)
   end
-  local ifaddrs, ierr = child.in_netns(p.pin, function() return assert(core.getifaddrs()) end)
+  local ifaddrs, ierr = require("rootlessnetns.inside").call(p.pin, function() return assert(core.getifaddrs()) end)
   if not ifaddrs then
     core.kill(pid, starttime, core.SIGTERM)
     return nil, "list addresses in the namespace: " .. ierr

@@ -1,0 +1,326 @@
+--- The rootless netns itself: get-or-create, the backend's start, restart
+-- and stop, cleanup, and the mount plan of the commands run in it.
+--
+-- What happens when the backend died, or the pin is not a live namespace,
+-- is decided in get_or_create, top to bottom.  Every function here is
+-- called with the session's lock held and the holder joined.
+local core = require "rootlessnetns"
+local cjson = require "cjson.safe"
+local inside = require "rootlessnetns.inside"
+local child = require "rootlessnetns.child"
+local log = require "rootlessnetns.log"
+local mounts = require "rootlessnetns.mounts"
+local procs = require "rootlessnetns.procs"
+local state = require "rootlessnetns.state"
+
+-- Needed only when a backend starts (or a backend name is checked): not
+-- loaded on the warm path.
+local function lazy(name)
+  return setmetatable({}, { __index = function(t, k)
+    local mod = require(name)
+    setmetatable(t, { __index = mod })
+    return mod[k]
+  end })
+end
+local backends = lazy "rootlessnetns.backends"
+local resolvconf = lazy "rootlessnetns.resolvconf"
+
+-- (Lua has no octal literals)
+local PRIVATE_FILE = tonumber("600", 8)
+local PUBLIC_FILE = tonumber("644", 8)
+
+local errno = core.errno
+
+local M = {}
+
+--- The host-side veths of `netns connect` are this prefix and a number
+-- (rootlessnetns.lab names them; they are no backend's).
+M.LAB_VETH_PREFIX = "rlnsv"
+
+-- A backend either runs a process (pid + start time), or has none at all
+-- (start returned pid = false: a loopback-only namespace, say).  A custom
+-- backend may judge for itself with alive(rec, ctx).
+function M.backend_alive(ns, rec)
+  if type(rec) ~= "table" then return false end
+  local custom = M.custom_backend(ns, rec)
+  if custom and custom.alive then
+    local ok, alive = pcall(custom.alive, rec, M.hook_ctx(ns))
+    return ok and alive == true
+  end
+  if rec.noprocess == true and type(rec.name) == "string" then return true end
+  return state.valid_identity(rec) and core.alive(rec.pid, rec.starttime)
+end
+
+--- What a custom backend's hooks receive.
+function M.hook_ctx(ns)
+  return { cfg = ns.cfg, paths = ns.paths, core = core, log = log, in_netns = inside.call,
+    signals = ns.signals }
+end
+
+--- The configured backend when it is a custom one and made @rec, for its
+-- optional alive(rec, ctx), stop(rec, ctx) and info(rec, ctx) hooks.
+function M.custom_backend(ns, rec)
+  local b = ns.cfg.backend
+  if b == "auto" or backends.BUILTIN[b] then return nil end
+  local backend = backends.resolve(ns.cfg)
+  return backend and backend.name == rec.name and backend or nil
+end
+
+-- Process names (comm) a backend process may have.
+local BACKEND_COMMS = { ["slirp4netns"] = true, ["pasta"] = true, ["passt"] = true,
+  ["pasta.avx2"] = true, ["passt.avx2"] = true }
+
+--- Backend processes of ours whose command line has @pin as an argument.
+local function processes_naming(pin, extra_comm)
+  return procs.ours(function(pid, comm)
+    return (BACKEND_COMMS[comm] or comm == extra_comm) and procs.has_arg(pid, pin)
+  end)
+end
+
+--- Stop the backend: the recorded one (identity checked) and a stray that
+-- a crash left unrecorded (its pid file names it and its command line
+-- names our pin).  When the record itself is lost or damaged, every
+-- process of ours whose command line names our pin is one.  Never waits.
+function M.stop_backend(ns)
+  local p = ns.paths
+  local rec = state.read_json(p.backend)
+  local custom = rec and M.custom_backend(ns, rec)
+  if custom and custom.stop then
+    local ok, err = pcall(custom.stop, rec, M.hook_ctx(ns))
+    if not ok then log.warn("backend %s stop: %s", tostring(custom.name), tostring(err)) end
+  end
+  if rec and state.valid_identity(rec) then
+    core.kill(rec.pid, rec.starttime, core.SIGTERM)
+  elseif not (rec and rec.noprocess) and core.lstat(p.dir) then
+    local module_name = type(ns.cfg.backend) == "string" and ns.cfg.backend or nil
+    for _, proc in ipairs(processes_naming(p.pin, module_name)) do
+      core.kill(proc.pid, proc.starttime, core.SIGTERM)
+    end
+  end
+  local text = core.readfile(p.pidfile, 64)
+  local pid = text and math.tointeger(tonumber(text:match("^%s*(%d+)%s*$") or ""))
+  if pid and pid > 0 and not (rec and rec.pid == pid) and procs.has_arg(pid, p.pin) then
+    local st = core.starttime(pid)
+    if st then core.kill(pid, st, core.SIGTERM) end
+  end
+end
+
+--- Remove everything but the lock and the holder: unmount the pin, stop
+-- the backend, remove the directory.  Idempotent; errors are collected.
+function M.cleanup(ns)
+  local p = ns.paths
+  local problems = {}
+  core.fault_point("cleanup-start")
+  -- Only a live pin is a mount here; a plain file (a dead holder's) is just
+  -- removed with the directory, and unmounting it outside a holder is EPERM.
+  if core.nsfs(p.pin) then
+    local ok, err = core.netns_unmount(p.pin, 5000)
+    if not ok then problems[#problems + 1] = err end
+  end
+  core.fault_point("cleanup-unmounted")
+  M.stop_backend(ns)
+  core.fault_point("cleanup-backend-stopped")
+  local ok, err = core.rmtree(p.dir)
+  if not ok then problems[#problems + 1] = err end
+  if #problems > 0 then return nil, "cleanup: " .. table.concat(problems, "; ") end
+  log.debug("cleaned up `%s`", p.dir)
+  return true
+end
+
+local function info_for_json(info)
+  local out = {}
+  for _, key in ipairs { "IPAddresses", "DnsForwardIps", "MapGuestIps" } do
+    local v = info and info[key]
+    out[key] = (type(v) == "table" and #v > 0) and v or cjson.null
+  end
+  return out
+end
+
+
+--- Interfaces of the netns other than lo and the lab's (the bridge of
+-- `netns connect` and its veths).
+local function foreign_links(bridge)
+  local n = 0
+  for _, name in ipairs(child.link_names()) do
+    if name ~= "lo" and name ~= bridge and not name:match("^" .. M.LAB_VETH_PREFIX .. "%d+$") then
+      n = n + 1
+    end
+  end
+  return n
+end
+
+--- A killed backend's tap device is torn down by the kernel after the
+-- process is gone; a new backend that starts before that attaches to the
+-- dying device and loses its address and routes with it.  Wait (bounded)
+-- until only lo (and the lab's interfaces) are left.
+function M.wait_links_gone(ns)
+  local bridge = ns.cfg.connect.bridge
+  local ok, err = inside.call(ns.paths.pin, function()
+    local deadline = core.clock() + 2
+    while foreign_links(bridge) > 0 and core.clock() < deadline do core.sleep(10) end
+    return foreign_links(bridge)
+  end)
+  if ok and ok > 0 then log.warn("the old backend's interface is still there after 2 s") end
+  if not ok then log.debug("check interfaces: %s", tostring(err)) end
+end
+
+--- Start the backend into the pinned netns and record it.  Lock held.
+function M.start_backend(ns, created)
+  local p, cfg = ns.paths, ns.cfg
+  if not created then M.wait_links_gone(ns) end
+  local backend, berr = backends.resolve(cfg, p.base)
+  local res, err, signo
+  if backend then
+    local t0 = core.clock()
+    -- a backend may be the operator's own code: its errors are failures
+    -- to start like any other, not crashes that leave a pin behind
+    local ok, r, e, sig = pcall(backend.start, M.hook_ctx(ns))
+    if ok then res, err = r, e else err = tostring(r) end
+    if ok and not r and math.type(sig) == "integer" then signo = sig end
+    log.debug("%s started in %.1f ms", backend.name, (core.clock() - t0) * 1000)
+  else
+    err = berr
+  end
+  local noprocess = res and res.pid == false
+  if res and not noprocess and not state.valid_identity(res) then
+    err = ("backend %s returned no pid/starttime (pid = false: no process)"):format(backend.name)
+    res = nil
+  end
+  if not res then
+    -- Leave nothing that looks usable: no pin, no records.
+    core.netns_unmount(p.pin, 5000)
+    for _, f in ipairs { p.backend, p.info, p.pidfile } do core.unlink(f) end
+    if created then core.rmtree(p.dir) end
+    if signo then return nil, tostring(err), errno.EINTR, "signal", signo end
+    err = tostring(err)
+    if err:find("/dev/net/tun", 1, true) then
+      err = err .. " (hint: /dev/net/tun must be readable and writable by you; 0666 is the usual mode)"
+    end
+    return nil, ("rootless netns: start %s: %s"):format(backend and backend.name or "backend", err)
+  end
+  if noprocess then
+    core.unlink(p.pidfile)
+  else
+    core.writefile(p.pidfile, tostring(res.pid), PRIVATE_FILE)
+  end
+  local text = resolvconf.generate {
+    host = state.read_host_file("/etc/resolv.conf") or "",
+    read = state.read_host_file,
+    nameservers = res.nameservers,
+    ipv6 = res.ipv6,
+  }
+  if cfg.resolv_conf then
+    local ok, out = pcall(cfg.resolv_conf, text, { nameservers = res.nameservers, ipv6 = res.ipv6 })
+    if not ok or type(out) ~= "string" then
+      if not noprocess then core.kill(res.pid, res.starttime, core.SIGTERM) end
+      core.netns_unmount(p.pin, 5000)
+      return nil, "config resolv_conf hook: " .. (ok and "must return a string" or tostring(out))
+    end
+    text = out
+  end
+  local ok, werr = core.writefile(p.resolv, text, PUBLIC_FILE)
+  if ok then ok, werr = state.write_json(p.info, info_for_json(res.info)) end
+  if ok then
+    ok, werr = state.write_json(p.backend, noprocess and { name = backend.name, noprocess = true } or {
+      name = backend.name, pid = res.pid, starttime = res.starttime, argv = res.argv,
+    })
+  end
+  if not ok then
+    if not noprocess then core.kill(res.pid, res.starttime, core.SIGTERM) end
+    core.netns_unmount(p.pin, 5000)
+    return nil, werr
+  end
+  core.fault_point("backend-recorded")
+  return { created = created, backend = backend.name, pid = res.pid }
+end
+
+--- Reuse a live namespace, repair a broken one, or create it.  Lock held.
+function M.get_or_create(ns, h)
+  local p = ns.paths
+  local is_ns, nerr, code = core.nsfs(p.pin)
+  if is_ns then
+    local rec, rerr = state.read_json(p.backend)
+    if M.backend_alive(ns, rec) then
+      log.debug("reusing netns `%s` with %s (pid %s)", p.pin, tostring(rec.name), tostring(rec.pid or "-"))
+      return { created = false, backend = rec.name, pid = rec.pid }
+    end
+    if rerr then log.warn("%s", rerr) end
+    log.warn("the %s backend%s is gone; restarting it in the same namespace",
+      rec and tostring(rec.name) or "network", rec and rec.pid and (" (pid " .. tostring(rec.pid) .. ")") or "")
+    M.stop_backend(ns)
+    return M.start_backend(ns, false)
+  end
+  if is_ns == false then
+    -- A plain file: a create killed before its bind mount, or a holder
+    -- that died and took the mount with it.
+    if h and h.created and h.replaced then
+      log.warn("the previous holder died; processes still inside the old namespace keep the old network")
+    else
+      log.warn("`%s` is not a live namespace (left by an interrupted command); recreating it", p.pin)
+    end
+    local ok, err = M.cleanup(ns)
+    if not ok then return nil, err end
+  elseif code ~= errno.ENOENT then
+    return nil, ("check `%s`: %s"):format(p.pin, tostring(nerr))
+  elseif core.lstat(p.dir) then
+    -- No pin but a directory: a cleanup that was interrupted.  Finish it
+    -- (its backend may still run) before building anew.
+    local ok, err = M.cleanup(ns)
+    if not ok then return nil, err end
+  end
+  local ok, err = state.prepare_dir(p)
+  if not ok then return nil, err end
+  core.fault_point("netns-before-create")
+  ok, err = core.netns_create(p.pin)
+  if not ok then return nil, "rootless netns: " .. err end
+  core.fault_point("netns-created")
+  log.debug("created netns `%s`", p.pin)
+  return M.start_backend(ns, true)
+end
+
+--- The mount plan for commands, after the config's hook.
+function M.plan(ns)
+  local p = ns.paths
+  local target, terr = mounts.resolve_target("/etc/resolv.conf")
+  if not target then log.debug("no resolv.conf bind: %s", terr) end
+  local ctx = {
+    dir = p.dir,
+    runtime_dir = ns.runtime_dir,
+    resolv_source = p.resolv,
+    resolv_target = target,
+    systemd_run = core.lstat("/run/systemd") ~= nil,
+    cni = ns.cfg.cni,
+    cni_target = ns.cfg.cni and (function()
+      for _, d in ipairs { "/var/lib/cni", "/var/lib", "/var" } do
+        if core.lstat(d) then return d end
+      end
+    end)(),
+    selinux = core.lstat("/sys/fs/selinux/enforce") ~= nil,
+  }
+  local plan = mounts.default_plan(ctx)
+  if not target then
+    for i = #plan, 1, -1 do
+      if plan[i].name == "resolv.conf" or plan[i].name == "resolv-shield" then table.remove(plan, i) end
+    end
+  end
+  if ns.cfg.mounts then
+    local ok, out = pcall(ns.cfg.mounts, plan, ctx)
+    if not ok then return nil, "config mounts hook: " .. tostring(out) end
+    local checked, err = mounts.validate(out)
+    if not checked then return nil, "config mounts hook: " .. err end
+    plan = checked
+  end
+  return plan
+end
+
+--- Unpin every named namespace and drop its record.  Lock held.
+function M.forget_named(ns)
+  for _, name in ipairs(core.listdir(ns.paths.names) or {}) do
+    local pin = ns.named_dir .. "/" .. name
+    if core.nsfs(pin) then core.netns_unmount(pin, 5000) else core.unlink(pin) end
+    core.unlink(ns.paths.names .. "/" .. name)
+  end
+end
+
+
+return M

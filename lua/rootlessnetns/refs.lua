@@ -1,0 +1,65 @@
+--- Every reference to the rootless netns, and the one "clean up at zero".
+--
+-- Three kinds keep it up:
+--   nets         counted by `setup` and `teardown` (ref-count)
+--   run records  one file per live command (refs/<pid>-<starttime>): the
+--                command's own identity, so a SIGKILLed caller leaks
+--                nothing past the next command, which reaps dead records
+--   connections  completed leases of `netns connect` (a connect killed half
+--                way holds none; its lease is repaired away)
+-- Every function here is called with the session's lock held.
+local core = require "rootlessnetns"
+local instance = require "rootlessnetns.instance"
+local log = require "rootlessnetns.log"
+local state = require "rootlessnetns.state"
+
+local M = {}
+
+--- How many users the namespace of @ns has.
+-- @treturn integer all of them
+-- @treturn integer the nets among them
+function M.users(ns)
+  local nets, warning = state.read_count(ns.paths.refcount)
+  if warning then
+    log.warn("%s", warning)
+    state.write_count(ns.paths.refcount, nets)
+  end
+  return nets + state.live_refs(ns.paths) + state.connections(ns.paths), nets
+end
+
+--- Record the process @proc (a command we started) as a user.
+-- @treturn[1] table the record, for remove_run
+-- @return[2] nil, message
+function M.add_run(paths, proc)
+  local pid = proc:pid()
+  local starttime, err = core.starttime(pid)
+  if not starttime then return nil, err end
+  local ok, werr = state.add_ref(paths, pid, starttime)
+  if not ok then return nil, werr end
+  return { pid = pid, starttime = starttime }
+end
+
+function M.remove_run(paths, rec)
+  if rec then return state.remove_ref(paths, rec.pid, rec.starttime) end
+  return true
+end
+
+--- Count @n more nets.
+function M.add_nets(paths, n)
+  return state.write_count(paths.refcount, state.read_count(paths.refcount) + n)
+end
+
+--- Count @n fewer nets (never below zero).
+function M.drop_nets(paths, n)
+  return state.write_count(paths.refcount, math.max(0, state.read_count(paths.refcount) - n))
+end
+
+--- The last one out cleans up: remove the namespace when nobody uses it.
+-- @treturn[1] true (removed, or still in use)
+-- @return[2] nil, message
+function M.clean_up_if_unused(ns)
+  if M.users(ns) > 0 then return true end
+  return instance.cleanup(ns)
+end
+
+return M

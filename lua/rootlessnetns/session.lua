@@ -1,0 +1,130 @@
+--- One operation's session: the state directory, the lock, the holder.
+--
+--   local s <close>, err, code, stage, signo = session.begin(ns, may_create)
+--   ...                  -- s.holder: the joined holder, or false (none)
+--   s:unlock()           -- while a user's command runs
+--   s:relock()           -- once it has ended
+--
+-- The state directory is checked before anything is joined, so its
+-- ownership checks see real ids.  The lock is a `<close>` variable of the
+-- operation: no path, an error included, can leave it to the GC.  A
+-- signal the handle watches (`ns.signals`) ends the wait for the lock,
+-- and the failure then carries stage "signal" and the signal number.
+local core = require "rootlessnetns"
+local holder = require "rootlessnetns.holder"
+local log = require "rootlessnetns.log"
+local state = require "rootlessnetns.state"
+
+local errno = core.errno
+
+local M = {}
+
+-- The holder this process joined: in-process handles only (the CLI).
+-- setns into the same user namespace twice fails, and once in, we stay.
+local joined
+
+--- Resolve and check the state directory of @ns (once per handle).
+function M.open(ns)
+  if ns.paths then return true end
+  local uid, gid = core.getuid()
+  ns.ids = { uid = uid, gid = gid }
+  local runtime_dir, err = state.runtime_dir(ns.getenv, uid)
+  if not runtime_dir then return nil, err end
+  ns.runtime_dir = runtime_dir
+  -- where named namespaces are pinned (podman's directory for its own)
+  ns.named_dir = runtime_dir .. "/netns"
+  local base = ns.cfg.state_dir or (runtime_dir .. "/rootlessnetns")
+  local ok, perr = state.prepare_base(base, uid)
+  if not ok then return nil, perr end
+  ns.paths = state.paths(base)
+  return true
+end
+
+--- Take the state lock of @ns.  With signals to watch (and not
+-- @uninterruptible), the wait polls: a signal ends it at once (flock
+-- itself cannot be woken by a blocked one).
+-- @treturn[1] Lock
+-- @return[2] nil, message, errno (EINTR), "signal", the signal number
+function M.lock(ns, mode, uninterruptible)
+  local t0 = core.clock()
+  local path = ns.paths.lock
+  local lock, err, code
+  if ns.signals and not uninterruptible then
+    local pause = 1
+    while true do
+      lock, err, code = core.flock(path, mode or "ex", true)
+      if lock or code ~= errno.EWOULDBLOCK then break end
+      local sig = ns.signals:wait(pause)
+      if sig then
+        return nil, ("interrupted by signal %d while waiting for `%s`"):format(sig, path),
+          errno.EINTR, "signal", sig
+      end
+      pause = math.min(pause * 2, 20)
+    end
+  else
+    lock, err, code = core.flock(path, mode or "ex")
+  end
+  if not lock then return nil, err, code end
+  log.debug("locked `%s` (%s) after %.2f ms", path, mode or "ex", (core.clock() - t0) * 1000)
+  return lock
+end
+
+--- Join (or, when @may_create, create) the holder.  Lock held.
+-- @treturn[1] table the holder {mode, pid, starttime, created, replaced}
+-- @treturn[2] false when there is none and none may be made
+-- @return[3] nil, message
+function M.enter_holder(ns, may_create)
+  if joined and joined.mode ~= "own" then return joined end
+  if joined and joined.mode == "own" then
+    if core.alive(joined.pid, joined.starttime) then return joined end
+    return nil, "the holder this process joined has died; start a new process"
+  end
+  if not may_create and ns.cfg.userns == "auto" and not holder.in_child_userns() then
+    if not holder.recorded(ns.paths) then return false end
+  end
+  local t0 = core.clock()
+  local h, err = holder.ensure(ns.paths, ns.ids, ns.cfg, { runtime_dir = ns.runtime_dir })
+  if not h then return nil, err end
+  log.debug("%s holder %s (%s) in %.2f ms", h.created and "created and joined" or "joined",
+    tostring(h.pid or "-"), h.mode, (core.clock() - t0) * 1000)
+  joined = h
+  return h
+end
+
+local Session = {}
+Session.__index = Session
+
+function Session:unlock()
+  if self.lock then self.lock:close() end
+  self.lock = nil
+end
+Session.__close = Session.unlock
+
+--- Take the lock again once a user's command has ended.  Not
+-- interruptible: what the command's end leaves to do (its reference, the
+-- cleanup at zero) is done whatever signal arrives now.
+function Session:relock()
+  local lock, err = M.lock(self.ns, nil, true)
+  self.lock = lock
+  return lock ~= nil, err
+end
+
+--- What every operation starts with: check the state directory, take the
+-- lock (@mode "ex" or "sh"), join the holder (creating it only when
+-- @may_create).
+-- @treturn[1] Session {ns, paths, lock, holder}
+-- @return[2] nil, message, errno, stage, signal number
+function M.begin(ns, may_create, mode)
+  local ok, err = M.open(ns)
+  if not ok then return nil, err end
+  local lock, lerr, lcode, lstage, lsig = M.lock(ns, mode)
+  if not lock then return nil, lerr, lcode, lstage, lsig end
+  local h, herr = M.enter_holder(ns, may_create)
+  if h == nil then
+    lock:close()
+    return nil, herr
+  end
+  return setmetatable({ ns = ns, paths = ns.paths, lock = lock, holder = h }, Session)
+end
+
+return M
