@@ -8,6 +8,84 @@
 -- README's backend section for the measurements.
 local M = {}
 
+--- The backend contract.  A backend is a table (or a Lua module returning
+-- one); of its keys, these mean something to us:
+--
+--   name              string; defaults to the module name ("custom" for a table)
+--   start(ctx)        required.  Start the network for the netns pinned at
+--                     ctx.paths.pin.  Returns a table:
+--                       pid, starttime   the process to watch (pid = false: none)
+--                       argv             its command line, for the record
+--                       nameservers      list of addresses for resolv.conf
+--                       ipv6             boolean: does the netns get IPv6
+--                       info             {IPAddresses, DnsForwardIps, MapGuestIps}
+--                     or nil, message[, signal number when ctx.signals ended its wait]
+--   alive(rec, ctx)   optional: still working?  (default: rec's pid and start
+--                     time are alive).  When not, the backend is restarted.
+--   stop(rec, ctx)    optional: at cleanup, before its process is signalled
+--   info(rec, ctx)    optional: fresher addresses for `info`
+--
+-- ctx: cfg, paths, core, log, signals, in_netns(pin, fn).  rec is what
+-- backend.json records: name, pid, starttime, argv (or noprocess = true).
+-- A backend's errors, raised or returned, are failures to start: the pin
+-- is removed and nothing looks usable.
+M.CONTRACT = {
+  { key = "name", type = "string" },
+  { key = "start", type = "function", required = true },
+  { key = "alive", type = "function" },
+  { key = "stop", type = "function" },
+  { key = "info", type = "function" },
+}
+
+--- Check a backend table against the contract.
+-- @tparam[opt] string what names it in the message
+-- @treturn[1] table the backend
+-- @return[2] nil, message naming the key
+function M.validate(b, what)
+  if type(b) ~= "table" then
+    return nil, ("%s must be a table with a start function, not a %s"):format(what, type(b))
+  end
+  for _, c in ipairs(M.CONTRACT) do
+    local v = b[c.key]
+    if (v ~= nil or c.required) and type(v) ~= c.type then
+      return nil, ("%s`%s` must be a %s, not %s"):format(what and (what .. ": ") or "", c.key, c.type,
+        v == nil and "missing" or ("a " .. type(v)))
+    end
+  end
+  return b
+end
+
+local function list_of_strings(v)
+  if type(v) ~= "table" then return false end
+  for i, x in pairs(v) do
+    if math.type(i) ~= "integer" or type(x) ~= "string" then return false end
+  end
+  return true
+end
+
+--- Check what start() returned (after a successful start).
+-- @treturn[1] table @res
+-- @return[2] nil, message
+function M.check_started(name, res)
+  if type(res) ~= "table" then
+    return nil, ("backend %s: start returned a %s, not a table"):format(name, type(res))
+  end
+  if res.pid ~= false and not (math.type(res.pid) == "integer" and res.pid > 0
+      and math.type(res.starttime) == "integer") then
+    return nil, ("backend %s returned no pid/starttime (pid = false: no process)"):format(name)
+  end
+  if res.nameservers ~= nil and not list_of_strings(res.nameservers) then
+    return nil, ("backend %s: `nameservers` must be a list of strings"):format(name)
+  end
+  if res.ipv6 ~= nil and type(res.ipv6) ~= "boolean" then
+    return nil, ("backend %s: `ipv6` must be a boolean"):format(name)
+  end
+  if res.info ~= nil and type(res.info) ~= "table" then
+    return nil, ("backend %s: `info` must be a table"):format(name)
+  end
+  return res
+end
+
 M.BUILTIN = { pasta = "rootlessnetns.backend.pasta", slirp4netns = "rootlessnetns.backend.slirp4netns" }
 
 local function names()
@@ -20,6 +98,8 @@ end
 function M.resolve(cfg, base)
   local b = cfg.backend
   if type(b) == "table" then
+    local ok, err = M.validate(b, "backend table")
+    if not ok then return nil, err end
     b.name = b.name or "custom"
     return b
   end
@@ -43,9 +123,8 @@ function M.resolve(cfg, base)
     end
     return nil, ("backend %q: %s"):format(b, tostring(mod))
   end
-  if type(mod) ~= "table" or type(mod.start) ~= "function" then
-    return nil, ("backend module %q must return a table with a start function"):format(modname)
-  end
+  local valid, verr = M.validate(mod, ("backend module %q"):format(modname))
+  if not valid then return nil, verr end
   mod.name = mod.name or b
   return mod
 end

@@ -110,11 +110,8 @@ end
 
 local function backend_value(v)
   if type(v) == "table" then
-    for _, fn in ipairs { "start" } do
-      if type(v[fn]) ~= "function" then
-        return ("a backend table needs a function `%s`"):format(fn)
-      end
-    end
+    local ok, err = require("rootlessnetns.backends").validate(v)
+    if not ok then return "is a backend table, but " .. err end
   end
 end
 

@@ -181,11 +181,15 @@ function M.start_backend(ns, created)
   else
     err = berr
   end
-  local noprocess = res and res.pid == false
-  if res and not noprocess and not state.valid_identity(res) then
-    err = ("backend %s returned no pid/starttime (pid = false: no process)"):format(backend.name)
-    res = nil
+  if res then
+    local checked, cerr = backends.check_started(backend.name, res)
+    if not checked then
+      -- (a process it did start is still found by its pid file and pin)
+      if state.valid_identity(res) then core.kill(res.pid, res.starttime, core.SIGTERM) end
+      res, err = nil, cerr
+    end
   end
+  local noprocess = res and res.pid == false
   if not res then
     -- Leave nothing that looks usable: no pin, no records.
     core.netns_unmount(p.pin, 5000)

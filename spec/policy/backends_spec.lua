@@ -94,3 +94,38 @@ describe("backend resolution", function()
     assert.equal("slirp4netns", backends.resolve({ backend = "slirp4netns" }).name)
   end)
 end)
+
+describe("the backend contract", function()
+  it("is checked when a backend is loaded, naming the key", function()
+    local _, err = backends.resolve { backend = { start = function() end, alive = "yes" } }
+    assert.equal("backend table: `alive` must be a function, not a string", err)
+    _, err = backends.resolve { backend = { stop = function() end } }
+    assert.equal("backend table: `start` must be a function, not missing", err)
+    package.loaded["rlns_spec_bad_backend"] = { start = function() end, info = 3 }
+    _, err = backends.resolve { backend = "rlns_spec_bad_backend" }
+    assert.equal('backend module "rlns_spec_bad_backend": `info` must be a function, not a number', err)
+    package.loaded["rlns_spec_bad_backend"] = nil
+  end)
+
+  it("holds the builtin backends too", function()
+    for name in pairs(backends.BUILTIN) do
+      assert.truthy(backends.validate(backends.resolve { backend = name }, name))
+    end
+  end)
+
+  it("checks what start returned", function()
+    assert.truthy(backends.check_started("b", { pid = false, nameservers = {}, ipv6 = false, info = {} }))
+    assert.truthy(backends.check_started("b", { pid = 10, starttime = 5 }))
+    for res, msg in pairs {
+      [{ pid = 10 }] = "backend b returned no pid/starttime (pid = false: no process)",
+      [{ pid = false, nameservers = "1.1.1.1" }] = "backend b: `nameservers` must be a list of strings",
+      [{ pid = false, ipv6 = "yes" }] = "backend b: `ipv6` must be a boolean",
+      [{ pid = false, info = "x" }] = "backend b: `info` must be a table",
+    } do
+      local ok, err = backends.check_started("b", res)
+      assert.is_nil(ok)
+      assert.equal(msg, err)
+    end
+    assert.equal("backend b: start returned a string, not a table", select(2, backends.check_started("b", "x")))
+  end)
+end)

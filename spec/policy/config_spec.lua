@@ -31,7 +31,8 @@ describe("config", function()
     { { pasta_options = "-4" }, "must be a table" },
     { { state_dir = "relative" }, "must be an absolute path" },
     { { mounts = {} }, "must be a function" },
-    { { backend = { stop = function() end } }, "needs a function `start`" },
+    { { backend = { stop = function() end } },
+      "key `backend` is a backend table, but `start` must be a function, not missing" },
     { { ready_timeout = -1 }, "seconds" },
     { { [1] = "x" }, "unknown key `1`" },
   }
