@@ -7,8 +7,8 @@ local real = require "rootlessnetns"
 local helper = require "helper"
 
 -- Modules that hold the injected core (reloaded for every spec).
-local FLOW = { "session", "instance", "refs", "inside", "netns", "lab", "state", "holder", "child",
-  "worker", "procs", "backends", "mounts" }
+local FLOW = { "session", "instance", "refs", "inside", "netns", "lab", "lab.connections", "lab.names",
+  "state", "holder", "child", "worker", "procs", "backends", "mounts" }
 
 describe("the flow's decisions", function()
   local world, netns, lab, xdg, saved
