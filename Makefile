@@ -89,7 +89,7 @@ bench: deps
 	@sh tools/bench.sh
 
 install: $(MODULE)
-	install -d $(DESTDIR)$(LUA_LIBDIR) $(DESTDIR)$(LUA_DIR)/rootlessnetns/backend $(DESTDIR)$(LUA_DIR)/rootlessnetns/lab \
+	install -d $(DESTDIR)$(LUA_LIBDIR) $(addprefix $(DESTDIR)$(LUA_DIR)/,$(patsubst lua/%,%,$(sort $(dir $(LUA_SRC))))) \
 	    $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
 	install -m 0755 $(MODULE) $(DESTDIR)$(LUA_LIBDIR)/rootlessnetns.so
 	for f in $(LUA_SRC); do \

@@ -38,7 +38,7 @@ prepare_test_user() {
 # stage_tree SRC: copy the runnable tree for the test user; print the copy.
 stage_tree() {
 	dest=$(mktemp -d /tmp/rootlessnetns-check.XXXXXX)
-	cp -r "$1/bin" "$1/lua" "$1/spec" "$1/build" "$1/.busted" "$1/rockspec" "$1/csrc" "$dest/"
+	cp -r "$1/bin" "$1/lua" "$1/spec" "$1/build" "$1/.busted" "$1/rockspec" "$1/csrc" "$1/contrib" "$dest/"
 	[ -d "$1/examples" ] && cp -r "$1/examples" "$dest/"
 	mkdir -p "$dest/tools" && cp "$1/tools/valgrind.supp" "$dest/tools/"
 	[ -d "$1/build-sanitize" ] && cp -r "$1/build-sanitize" "$dest/"

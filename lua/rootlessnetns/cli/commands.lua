@@ -1,0 +1,103 @@
+--- Every command of the CLI, declared once.  The full parser (argparse),
+-- the fast path that needs no parser, the split of a command line into
+-- our words and the command to run inside, `--help`, and the bash
+-- completion are all derived from this table; each command's handler is
+-- its own module, rootlessnetns.cli.<handler>, loaded only when it runs.
+--
+-- A command: name, summary, usage (when argparse's would be wrong: a
+-- command to run follows), options, args (positional: name, help, count
+-- "?" when optional, complete), tail ("command": the command to run
+-- starts at `--` or at the first word after the args; "after--": only
+-- after `--`), fast (the fast path parses it), commands (subcommands),
+-- handler.
+--
+-- An option: flag, help, value (its argname when it takes one), default,
+-- key (the result's field; default: the flag's name with `_`), complete
+-- (a list of words, or "files").
+local M = {}
+
+local JSON = { flag = "--json", help = "Print JSON." }
+local NAME = { name = "name", help = "The namespace.", complete = "netns" }
+
+M.GLOBAL_OPTIONS = {
+  { flag = "--config", help = "Read the configuration from FILE.", value = "FILE", complete = "files" },
+  { flag = "--backend", help = "Backend: auto, pasta, slirp4netns or a Lua module.", value = "NAME",
+    complete = { "auto", "pasta", "slirp4netns" } },
+  { flag = "--log-level", help = "error, warn, info or debug.", value = "LEVEL",
+    complete = { "error", "warn", "info", "debug" } },
+  { flag = "--version", help = "Print the version and exit." },
+}
+
+M.COMMANDS = {
+  { name = "run", summary = "Run CMD inside (default: $SHELL); the exit status is CMD's.",
+    usage = "Usage: rootlessnetns run [-h] [--] [CMD [ARG...]]", tail = "command", fast = true, handler = "run" },
+  { name = "setup", summary = "Create if needed, run CMD inside, count N more users.",
+    usage = "Usage: rootlessnetns setup [-h] [--nets N] [-- CMD [ARG...]]", tail = "after--", fast = true,
+    options = { { flag = "--nets", help = "How many users to count.", value = "N", default = "1" } },
+    handler = "counted" },
+  { name = "teardown", summary = "Run CMD inside, count N fewer users, clean up at zero.",
+    usage = "Usage: rootlessnetns teardown [-h] [--nets N] [-- CMD [ARG...]]", tail = "after--", fast = true,
+    options = { { flag = "--nets", help = "How many users to uncount.", value = "N", default = "1" } },
+    handler = "counted" },
+  { name = "info", summary = "Addresses, DNS forwarders, map-guest addresses, backend and pids.",
+    options = { JSON }, fast = true, handler = "report" },
+  { name = "status", summary = "Is it up; holder, backend and references; paths.",
+    options = { JSON }, fast = true, handler = "report" },
+  { name = "cleanup", summary = "Remove the namespace whatever the count; stop the holder (named namespaces go too).",
+    fast = true, handler = "cleanup" },
+  { name = "doctor", summary = "Check this host: user namespaces, subordinate ids, helpers, /dev/net/tun, backends.",
+    options = { JSON }, fast = true, handler = "doctor" },
+  { name = "netns", summary = "Named namespaces (a rootless `ip netns`) and their lab network.", handler = "netns",
+    commands = {
+      { name = "add", summary = "Create a namespace (a random netns-<uuid> without NAME); print its name.",
+        args = { { name = "name", help = "Its name.", count = "?" } }, options = { JSON } },
+      { name = "list", summary = "The namespaces: state, address, processes inside.", options = { JSON } },
+      { name = "exec", summary = "Run CMD inside NAME (default: $SHELL); the exit status is CMD's.",
+        usage = "Usage: rootlessnetns netns exec [-h] NAME [--] [CMD [ARG...]]", args = { NAME },
+        tail = "command", fast = true },
+      { name = "del", summary = "Delete a namespace (disconnected first).", args = { NAME },
+        options = { { flag = "--force", help = "Kill the processes still inside first." }, JSON } },
+      { name = "connect", summary = "Plug NAME into the bridge in the rootless netns.", args = { NAME },
+        options = { { flag = "--ip", help = "Its address (default: the next free one).", value = "ADDR[/PREFIX]" },
+          JSON } },
+      { name = "disconnect", summary = "Unplug NAME; its address and reference go.", args = { NAME },
+        options = { JSON } },
+    } },
+}
+
+--- The result field of option @o.
+function M.key(o)
+  return o.key or o.flag:gsub("^%-%-", ""):gsub("-", "_")
+end
+
+--- The command (or, with @sub, subcommand) declared as @name.
+function M.find(name, sub)
+  for _, c in ipairs(M.COMMANDS) do
+    if c.name == name then
+      if sub == nil then return c end
+      for _, s in ipairs(c.commands or {}) do
+        if s.name == sub then return s end
+      end
+      return nil
+    end
+  end
+  return nil
+end
+
+--- Every option flag that takes a value, anywhere.
+function M.value_flags()
+  local flags = {}
+  local function add(options)
+    for _, o in ipairs(options or {}) do
+      if o.value then flags[o.flag] = true end
+    end
+  end
+  add(M.GLOBAL_OPTIONS)
+  for _, c in ipairs(M.COMMANDS) do
+    add(c.options)
+    for _, s in ipairs(c.commands or {}) do add(s.options) end
+  end
+  return flags
+end
+
+return M

@@ -1,0 +1,65 @@
+--- `rootlessnetns netns add|list|exec|del|connect|disconnect`.
+local cjson = require "cjson.safe"
+local exit = require "rootlessnetns.cli.exit"
+local output = require "rootlessnetns.cli.output"
+
+local handlers = {}
+
+function handlers.add(l, opts)
+  local name, path, code, stage, signo = l:add(opts.name)
+  if not name then return exit.of_failure(path, code, stage, signo) end
+  if opts.json then output.json { name = name, path = path } else io.stdout:write(name, "\n") end
+  return 0
+end
+
+function handlers.list(l, opts)
+  local entries, err, code, stage, signo = l:list()
+  if not entries then return exit.of_failure(err, code, stage, signo) end
+  if opts.json then
+    for _, e in ipairs(entries) do e.pids = output.json_list(e.pids) end
+    output.json_lists(output.json_list(entries))
+    return 0
+  end
+  local rows = {}
+  for _, e in ipairs(entries) do
+    rows[#rows + 1] = { e.name, e.live and "live" or "stale",
+      e.address ~= cjson.null and e.address or "-", #e.pids > 0 and table.concat(e.pids, ",") or "-" }
+  end
+  output.table({ "NAME", "STATE", "ADDRESS", "PROCESSES" }, rows)
+  return 0
+end
+
+function handlers.exec(l, opts, tail, getenv)
+  return exit.run(tail, getenv, function(cmd) return l:exec(opts.name, cmd, { signals = l.ns.signals }) end)
+end
+
+function handlers.del(l, opts)
+  local ok, err, code, stage, signo = l:del(opts.name, { force = opts.force })
+  if not ok then return exit.of_failure(err, code, stage, signo) end
+  if opts.json then output.json { name = opts.name, deleted = true } end
+  return 0
+end
+
+function handlers.connect(l, opts)
+  local lease, err, code, stage, signo = l:connect(opts.name, { ip = opts.ip })
+  if not lease then return exit.of_failure(err, code, stage, signo) end
+  if opts.json then
+    output.json(lease)
+  else
+    io.stdout:write(("%s: %s/%d on %s (gateway %s)\n"):format(lease.name, lease.address, lease.prefix,
+      lease.bridge, lease.gateway))
+  end
+  return 0
+end
+
+function handlers.disconnect(l, opts)
+  local ok, err, code, stage, signo = l:disconnect(opts.name)
+  if not ok then return exit.of_failure(err, code, stage, signo) end
+  if opts.json then output.json { name = opts.name, connected = false } end
+  return 0
+end
+
+return function(ns, opts, tail, getenv)
+  local l = require("rootlessnetns.lab").new(ns)
+  return handlers[opts.netns_command](l, opts, tail, getenv)
+end

@@ -1,0 +1,40 @@
+--- `rootlessnetns info|status [--json]`.
+local cjson = require "cjson.safe"
+local exit = require "rootlessnetns.cli.exit"
+local output = require "rootlessnetns.cli.output"
+
+local function references(refs)
+  return ("nets %d, runs %d, connections %d"):format(refs.nets, refs.runs, refs.connections)
+end
+
+local print_report = {}
+
+function print_report.info(info)
+  output.rows {
+    { "backend", ("%s (pid %s)"):format(tostring(info.backend), output.pid(info.backend_pid)) },
+    { "addresses", output.list(info.IPAddresses) },
+    { "dns forwarders", output.list(info.DnsForwardIps) },
+    { "map-guest addresses", output.list(info.MapGuestIps) },
+    { "holder", "pid " .. output.pid(info.holder_pid) },
+    { "references", references(info.refs) },
+  }
+end
+
+function print_report.status(st)
+  local backend = st.backend.name ~= cjson.null and st.backend.name or "-"
+  output.rows {
+    { "state", st.up and "up" or "down" },
+    { "netns", st.netns and st.pin or "-" },
+    { "backend", ("%s (pid %s)"):format(backend, output.pid(st.backend.pid, st.backend.alive)) },
+    { "holder", "pid " .. output.pid(st.holder.pid, st.holder.alive) },
+    { "references", references(st.refs) },
+    { "state dir", st.state_dir },
+  }
+end
+
+return function(ns, opts)
+  local report, err, code, stage, signo = ns[opts.command](ns)
+  if not report then return exit.of_failure(err, code, stage, signo) end
+  if opts.json then output.json(report) else print_report[opts.command](report) end
+  return 0
+end

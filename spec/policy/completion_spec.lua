@@ -1,0 +1,88 @@
+-- Bash completion, as a user gets it: plain bash (no bash-completion
+-- package), our script sourced, candidates from the command table.
+local core = require "rootlessnetns"
+local helper = require "helper"
+local commands = require "rootlessnetns.cli.commands"
+local complete = require "rootlessnetns.cli.complete"
+
+local have_bash = core.access("/bin/bash", "x")
+
+--- COMPREPLY for the command line @line (completing its last word; a
+-- line ending in a space completes a new, empty word).
+local function bash_complete(line, xdg)
+  local dir = helper.tmpdir()
+  helper.write(dir .. "/rootlessnetns", ("#!/bin/sh\nexec lua5.4 %s \"$@\"\n"):format(helper.CLI), tonumber("755", 8))
+  helper.write(dir .. "/drive.sh", table.concat({
+    "set -u",
+    "source " .. helper.ROOT .. "/contrib/bash-completion/rootlessnetns",
+    "read -r -a COMP_WORDS <<< \"$LINE\"",
+    "case $LINE in *' ') COMP_WORDS+=('') ;; esac",
+    "COMP_CWORD=$((${#COMP_WORDS[@]} - 1))",
+    "_rootlessnetns",
+    "printf '%s\\n' \"${COMPREPLY[@]}\"",
+  }, "\n") .. "\n")
+  local out = assert(core.open(dir .. "/out", "w"))
+  local proc = assert(core.spawn { argv = { "/bin/bash", "--norc", "--noprofile", dir .. "/drive.sh" },
+    env = { PATH = dir .. ":" .. os.getenv("PATH"), LINE = line, HOME = os.getenv("HOME"),
+      XDG_RUNTIME_DIR = xdg or os.getenv("XDG_RUNTIME_DIR") },
+    fds = { [0] = false, [1] = out, [2] = false } })
+  out:close()
+  assert.same({ "exited", 0 }, { proc:wait(30000) })
+  local words = {}
+  for w in (helper.read(dir .. "/out") or ""):gmatch("[^\n]+") do words[#words + 1] = w end
+  table.sort(words)
+  return words
+end
+
+describe("bash completion", function()
+  after_each(function() helper.cleanup_dirs() end)
+
+  local bash_it = have_bash and it or pending
+
+  bash_it("completes commands, subcommands and option values without bash-completion", function()
+    assert.same({ "netns" }, bash_complete("rootlessnetns net"))
+    assert.same({ "del", "disconnect" }, bash_complete("rootlessnetns netns d"))
+    assert.same({ "slirp4netns" }, bash_complete("rootlessnetns --backend s"))
+    assert.same({ "--nets" }, bash_complete("rootlessnetns setup --n"))
+    assert.same({ "debug" }, bash_complete("rootlessnetns --log-level d"))
+  end)
+
+  bash_it("completes a command to run, after `--` and at run's first word", function()
+    assert.is_truthy(table.concat(bash_complete("rootlessnetns run -- ech"), " "):find("echo", 1, true))
+    assert.is_truthy(table.concat(bash_complete("rootlessnetns run ech"), " "):find("echo", 1, true))
+  end)
+end)
+
+describe("bash completion of names", function()
+  local fx = helper.state_fixture(before_each, after_each)
+  local userns_it = helper.userns_it(it, pending)
+
+  userns_it("offers the named namespaces where a NAME goes", function()
+    if not have_bash then return pending("needs bash") end
+    assert.equal(0, (helper.cli({ "netns", "add", "web" }, fx.env)))
+    assert.same({ "web" }, bash_complete("rootlessnetns netns del w", fx.xdg))
+    assert.same({ "web" }, bash_complete("rootlessnetns netns exec ", fx.xdg))
+    assert.same({}, bash_complete("rootlessnetns netns add ", fx.xdg))
+  end)
+end)
+
+describe("the completion table", function()
+  it("offers every declared command and subcommand", function()
+    local _, top = complete.candidates({ "" })
+    local _, sub = complete.candidates({ "netns", "" })
+    local want_top, want_sub = {}, {}
+    for _, c in ipairs(commands.COMMANDS) do
+      want_top[#want_top + 1] = c.name
+      for _, s in ipairs(c.commands or {}) do want_sub[#want_sub + 1] = s.name end
+    end
+    assert.same(want_top, top)
+    assert.same(want_sub, sub)
+  end)
+
+  it("knows where a command to run starts", function()
+    assert.equal("command 2", (complete.candidates { "run", "ls" }))
+    assert.equal("command 4", (complete.candidates { "netns", "exec", "web", "" }))
+    assert.equal("command 5", (complete.candidates { "setup", "--nets", "2", "--", "" }))
+    assert.equal("none", (complete.candidates { "status", "x" }))
+  end)
+end)
