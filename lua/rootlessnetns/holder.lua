@@ -108,8 +108,10 @@ local function userns_hint(err, code)
   return err
 end
 
---- Join the user and mount namespaces of @pid (verified by start time).
-function M.join(pid, starttime)
+--- Join the user and mount namespaces of @pid (verified by start time);
+-- with @mount_only, only its mount namespace (we are in its user
+-- namespace already).
+function M.join(pid, starttime, mount_only)
   local proc, err = core.process(pid)
   if not proc then return nil, err end
   if starttime then
@@ -124,7 +126,12 @@ function M.join(pid, starttime)
   local pidfd = proc:fileno()
   if pidfd then
     -- one atomic setns through the pidfd: both namespaces of that very process
-    ok, serr, code = core.setns(pidfd, core.CLONE_NEWUSER | core.CLONE_NEWNS)
+    ok, serr, code = core.setns(pidfd, mount_only and core.CLONE_NEWNS or (core.CLONE_NEWUSER | core.CLONE_NEWNS))
+  elseif mount_only then
+    local mnt = core.ns_open(pid, "mnt")
+    if starttime and core.starttime(pid) ~= starttime then mnt = nil end
+    ok, serr, code = mnt and core.setns(mnt, core.CLONE_NEWNS), "holder vanished", errno.ESRCH
+    if mnt then mnt:close() end
   else
     -- no pidfds here (valgrind, old kernels): the namespace files, user first
     local user, mnt = core.ns_open(pid, "user"), core.ns_open(pid, "mnt")
@@ -202,6 +209,12 @@ function M.in_child_userns()
   return not initial and core.getuid() == 0
 end
 
+--- Is this process in the user namespace of process @pid?
+function M.in_userns_of(pid)
+  local mine = core.readlink("/proc/self/ns/user")
+  return mine ~= nil and mine == core.readlink(("/proc/%d/ns/user"):format(pid))
+end
+
 local function podman_pause(runtime_dir)
   local text = read_text(runtime_dir .. "/libpod/tmp/pause.pid")
   local pid = text and math.tointeger(tonumber(text:match("%d+")))
@@ -218,7 +231,18 @@ end
 -- @treturn[1] table {mode, pid, starttime, created}
 function M.ensure(p, ids, cfg, ctx)
   local mode = cfg.userns
-  if mode == "auto" and M.in_child_userns() then mode = "current" end
+  if mode == "auto" and M.in_child_userns() then
+    -- A command we run that calls us: it is in our holder's user
+    -- namespace already, and joins only its mount namespace, where the
+    -- pins are (its own mounts are a private copy).
+    local rec = M.recorded(p)
+    if rec and M.in_userns_of(rec.pid) then
+      local ok, err = M.join(rec.pid, rec.starttime, true)
+      if not ok then return nil, err end
+      return { mode = "own", pid = rec.pid, starttime = rec.starttime, nested = true }
+    end
+    mode = "current"
+  end
   if mode == "current" then
     return { mode = "current" }
   end

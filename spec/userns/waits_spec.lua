@@ -128,6 +128,32 @@ return M
     assert.equal(0, #helper.settled_processes(pin, 0), "backend left running")
   end)
 
+  userns_it("a namespace added from inside `run` is there for everyone afterwards", function()
+    assert.equal(0, (helper.cli({ "--backend", "slirp4netns", "setup" }, env)))
+    local code, _, err = helper.cli({ "run", "--", "lua5.4", helper.CLI, "netns", "add", "web" }, env)
+    assert.equal(0, code, err)
+    code, _, err = helper.cli({ "run", "--", "lua5.4", helper.CLI, "netns", "exec", "web", "true" }, env)
+    assert.equal(0, code, err)
+    local out
+    code, out, err = helper.cli({ "netns", "exec", "web", "ip", "-o", "link", "show", "lo" }, env)
+    assert.equal(0, code, err)
+    assert.matches("UP", out)
+    code, out = helper.cli({ "netns", "list" }, env)
+    assert.matches("web%s+live", out)
+  end)
+
+  userns_it("`cleanup` from inside `run` removes everything, holder and backend included", function()
+    assert.equal(0, (helper.cli({ "--backend", "slirp4netns", "setup" }, env)))
+    local code, _, err = helper.cli({ "run", "--", "lua5.4", helper.CLI, "cleanup" }, env, { timeout = 60000 })
+    assert.equal(0, code, err)
+    assert.equal("", err)
+    local pin = base .. "/rootless-netns/rootless-netns"
+    assert.equal(0, #helper.settled_processes(pin, 0), "backend left running")
+    assert.equal(0, #helper.settled_holders(base, 0), "holder left running")
+    local _, out = helper.cli({ "status" }, env)
+    assert.matches("state%s+down", out)
+  end)
+
   userns_it("a failed `setup -- CMD` that created the namespace leaves nothing", function()
     local code = helper.cli({ "--backend", "slirp4netns", "setup", "--", "false" }, env, { timeout = 60000 })
     assert.equal(1, code)
