@@ -139,6 +139,7 @@ return M
     assert.equal(0, code, err)
     assert.matches("UP", out)
     code, out = helper.cli({ "netns", "list" }, env)
+    assert.equal(0, code)
     assert.matches("web%s+live", out)
   end)
 
