@@ -62,6 +62,18 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
       assert_nothing_left()
     end)
 
+    if backend == "slirp4netns" then
+      userns_it("starts tap0 without IPv6 duplicate address detection, and restores the default", function()
+        if not core.lstat("/proc/sys/net/ipv6") then return pending("no IPv6 here") end
+        local code, out, err = cli("run", "--", "sh", "-c",
+          "cat /proc/sys/net/ipv6/conf/tap0/accept_dad /proc/sys/net/ipv6/conf/default/accept_dad")
+        assert.equal(0, code, err)
+        local tap0, default = out:match("^(%d+)\n(%d+)\n$")
+        assert.equal("0", tap0)
+        assert.is_true(default ~= "0", "the namespace's default accept_dad was left at 0")
+      end)
+    end
+
     userns_it("passes exit statuses through", function()
       local code, _, err = cli("run", "--", "rlns-no-such-command")
       assert.equal(127, code)

@@ -3,6 +3,7 @@
 -- spares IPv6 the 1-2 s of duplicate address detection.
 local core = require "rootlessnetns"
 local child = require "rootlessnetns.child"
+local inside = require "rootlessnetns.inside"
 local log = require "rootlessnetns.log"
 local probe = require "rootlessnetns.probe"
 
@@ -96,57 +97,22 @@ end
 
 --- Turn IPv6 duplicate address detection off in the namespace pinned at
 -- @pin until the returned function is called, as podman does around the
--- start (so tap0's address is usable at once).  One child does both: it
--- enters the namespace, writes 0, and waits for the word (or for our
--- death) to write the old value back; a child each way would cost a fork
--- more on every start.  It is forked before any other descriptor of the
--- start exists, and the restore waits for it to exit.
+-- start (so tap0's address is usable at once).
 -- @treturn[1] function restore
 -- @return[2] nil, message
 local function dad_off(pin)
-  local done_r, done_w = core.pipe()
-  local go_r, go_w = core.pipe()
-  io.stdout:flush()
-  io.stderr:flush()
-  local pid, ferr = core.fork()
-  if not pid then
-    done_r:close(); done_w:close(); go_r:close(); go_w:close()
-    return nil, ferr
+  local old, err = inside.call(pin, function()
+    local f = io.open(M.DAD_SYSCTL, "r")
+    if not f then return false end -- IPv6 disabled on the host: nothing to do
+    local value = f:read("l")
+    f:close()
+    write_sysctl(M.DAD_SYSCTL, "0")
+    return value
+  end)
+  if old == nil then return nil, err or "the helper in the namespace died" end
+  return function()
+    if old then inside.call(pin, function() write_sysctl(M.DAD_SYSCTL, old) end) end
   end
-  if pid == 0 then
-    done_r:close()
-    go_w:close()
-    local ok, old = pcall(function()
-      assert(core.setns(pin, core.CLONE_NEWNET))
-      local f = io.open(M.DAD_SYSCTL, "r")
-      if not f then return nil end -- IPv6 disabled on the host: nothing to do
-      local value = f:read("l")
-      f:close()
-      write_sysctl(M.DAD_SYSCTL, "0")
-      return value
-    end)
-    done_w:write(ok and "ok" or tostring(old))
-    done_w:close()
-    if ok and old then
-      go_r:read(1) -- the word, or end of file when the parent died
-      pcall(write_sysctl, M.DAD_SYSCTL, old)
-    end
-    core._exit(0)
-  end
-  done_w:close()
-  go_r:close()
-  local proc = core.process(pid)
-  local report = done_r:readall(5000) or ""
-  done_r:close()
-  local function restore()
-    go_w:close()
-    if proc then proc:wait(5000) end
-  end
-  if report ~= "ok" then
-    restore()
-    return nil, report ~= "" and report or "the helper in the namespace died"
-  end
-  return restore
 end
 
 --- Start slirp4netns for the netns pinned at ctx.paths.pin.
