@@ -4,13 +4,38 @@ local core = require "rootlessnetns"
 
 local M = {}
 
+--- Read @r to its end (at most @timeout_ms; forever when nil), ending
+-- at once when one of @signals arrives.
+-- @treturn[1] string what was read
+-- @return[2] nil, message, errno (ETIMEDOUT, EINTR), signal number
+local function read_to_end(r, timeout_ms, signals)
+  local deadline = timeout_ms and core.clock() + timeout_ms / 1000
+  local chunks = {}
+  while true do
+    local slice = signals and 20 or (timeout_ms or -1)
+    if deadline then slice = math.min(slice, math.max(0, math.floor((deadline - core.clock()) * 1000))) end
+    local data, err, code = r:read(65536, slice)
+    if data == "" then return table.concat(chunks) end
+    if data then
+      chunks[#chunks + 1] = data
+    elseif code ~= core.errno.ETIMEDOUT then
+      return nil, err, code
+    end
+    local sig = signals and signals:wait(0)
+    if sig then return nil, ("interrupted by signal %d"):format(sig), core.errno.EINTR, sig end
+    if deadline and core.clock() >= deadline then return nil, err, code end
+  end
+end
+
 --- Run a program to completion, capturing stdout and stderr together.
 -- @tparam[opt] table opts {input = text for its stdin (default: none),
---   netns = Fd of a network namespace to run it in}
+--   netns = Fd of a network namespace to run it in, signals = Signals
+--   that end the wait (the program is killed)}
 -- @treturn[1] string "exited"/"signaled"
 -- @treturn[1] int code
 -- @treturn[1] string output
--- @return[2] nil, message, errno (could not start it)
+-- @return[2] nil, message, errno (could not start it; EINTR: a signal
+--   ended the wait), signal number
 function M.capture(argv, timeout_ms, opts)
   opts = opts or {}
   local r, w = core.pipe()
@@ -30,14 +55,19 @@ function M.capture(argv, timeout_ms, opts)
     inw:write(opts.input)
     inw:close()
   end
-  local output = r:readall(timeout_ms) or ""
+  local output, rerr, rcode, signo = read_to_end(r, timeout_ms, opts.signals)
   r:close()
+  if signo then
+    proc:kill(core.SIGKILL)
+    proc:wait()
+    return nil, ("%s: %s"):format(argv[1], rerr), rcode, signo
+  end
   local how, status = proc:wait(timeout_ms)
   if not how then
     proc:kill(core.SIGKILL)
     how, status = proc:wait()
   end
-  return how, status, output
+  return how, status, output or ""
 end
 
 --- Names of the interfaces of this process's network namespace, from

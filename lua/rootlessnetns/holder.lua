@@ -45,25 +45,43 @@ end
 local read_text = state.read_host_file
 
 --- Run the setuid helpers side by side (they write independent maps):
--- a cold start waits for the slower one, not for both in turn.
-local function run_helpers(argvs)
+-- a cold start waits for the slower one, not for both in turn.  Each may
+-- take 10 s; a signal of @signals ends the wait (and the helpers).
+-- @return[2] nil, message[, EINTR, signal number]
+local function run_helpers(argvs, signals)
   local running = {}
+  local function stop_all()
+    for _, h in ipairs(running) do
+      if not h.done then
+        h.proc:kill(core.SIGKILL)
+        h.proc:wait()
+        h.out:close()
+      end
+    end
+  end
   for i, argv in ipairs(argvs) do
     local r, w = core.pipe()
     local proc, err = core.spawn { argv = argv, fds = { [0] = false, [1] = w, [2] = w } }
     w:close()
     if not proc then
       r:close()
-      for _, other in ipairs(running) do other.proc:wait() other.out:close() end
+      stop_all()
       return nil, err
     end
     running[i] = { proc = proc, out = r, name = argv[1] }
   end
   local failure
   for _, h in ipairs(running) do
-    local output = h.out:readall(10000) or ""
+    local how, code, wcode, signo = h.proc:wait(10000, signals, "interrupt")
+    if not how then
+      stop_all()
+      if signo then return nil, ("interrupted by signal %d while %s ran"):format(signo, h.name), wcode, signo end
+      return nil, ("%s: %s"):format(h.name, code)
+    end
+    -- (their messages are short: they are in the pipe by now)
+    local output = h.out:read(65536, 0) or ""
     h.out:close()
-    local how, code = h.proc:wait()
+    h.done = true
     if not failure and (how ~= "exited" or code ~= 0) then
       output = output:gsub("%s+$", "")
       failure = ("%s failed: %s"):format(h.name, output ~= "" and output or (how .. " " .. tostring(code)))
@@ -86,7 +104,8 @@ local function write_maps(pid, ids, ctx)
     if not gargs then return nil, gerr end
     table.insert(uargs, 1, "newuidmap")
     table.insert(gargs, 1, "newgidmap")
-    local ok, err = run_helpers { uargs, gargs }
+    local ok, err, code, signo = run_helpers({ uargs, gargs }, ctx.signals)
+    if signo then return nil, err, code, signo end
     if not ok then
       return nil, err .. " (is the uidmap package installed, with newuidmap setuid root?)"
     end
@@ -112,8 +131,8 @@ end
 -- with @mount_only, only its mount namespace (we are in its user
 -- namespace already).
 function M.join(pid, starttime, mount_only)
-  local proc, err = core.process(pid)
-  if not proc then return nil, err end
+  local proc, err, perr = core.process(pid)
+  if not proc then return nil, err, perr end
   if starttime then
     local st = core.starttime(pid)
     if st ~= starttime then
@@ -167,7 +186,7 @@ function M.create(p, ids, ctx)
   if basefd then basefd:close() end
   if not pid then return nil, userns_hint("create the holder: " .. ctl, code) end
   core.fault_point("holder-created")
-  local ok, err = write_maps(pid, ids, ctx)
+  local ok, err, ecode, signo = write_maps(pid, ids, ctx)
   if ok then ok, err = core.holder_release(ctl) end
   ctl:close()
   local starttime = ok and core.starttime(pid)
@@ -175,6 +194,7 @@ function M.create(p, ids, ctx)
     core.kill(pid, core.starttime(pid) or 0, core.SIGKILL)
     local proc = core.process(pid)
     if proc then proc:wait(1000) end
+    if signo then return nil, err, ecode, signo end
     return nil, "create the holder: " .. tostring(err or "holder exited")
   end
   ok, err = state.write_json(p.holder, { pid = pid, starttime = starttime })
@@ -227,8 +247,10 @@ local function podman_pause(runtime_dir)
 end
 
 --- Make this process live in the holder's namespaces, per config `userns`.
--- Called with the state lock held.
+-- Called with the state lock held.  @ctx: runtime_dir, signals (end the
+-- wait for the id-map helpers).
 -- @treturn[1] table {mode, pid, starttime, created}
+-- @return[2] nil, message[, EINTR, signal number]
 function M.ensure(p, ids, cfg, ctx)
   local mode = cfg.userns
   if mode == "auto" and M.in_child_userns() then
@@ -271,14 +293,20 @@ function M.ensure(p, ids, cfg, ctx)
       end
     end
   end
+  local ok, err, code
+  if rec then
+    ok, err, code = M.join(rec.pid, rec.starttime)
+    -- (killed while we looked: it was still exiting, not yet gone)
+    if not ok and code == errno.ESRCH then rec = nil end
+  end
   if not rec then
     replaced = core.lstat(p.holder) ~= nil
-    local err
-    rec, err = M.create(p, ids, ctx)
-    if not rec then return nil, err end
+    local signo
+    rec, err, code, signo = M.create(p, ids, ctx)
+    if not rec then return nil, err, code, signo end
     created = true
+    ok, err = M.join(rec.pid, rec.starttime)
   end
-  local ok, err = M.join(rec.pid, rec.starttime)
   if not ok then return nil, err end
   return { mode = "own", pid = rec.pid, starttime = rec.starttime, created = created, replaced = replaced }
 end

@@ -191,7 +191,9 @@ function M.start_backend(ns, created)
   end
   local noprocess = res and res.pid == false
   if not res then
-    -- Leave nothing that looks usable: no pin, no records.
+    -- Leave nothing that looks usable: no pin, no records, and no
+    -- process a half-done start left (pasta's daemon, say).
+    M.stop_backend(ns)
     core.netns_unmount(p.pin, 5000)
     for _, f in ipairs { p.backend, p.info, p.pidfile } do core.unlink(f) end
     if created then core.rmtree(p.dir) end

@@ -72,7 +72,7 @@ end
 --- Join (or, when @may_create, create) the holder.  Lock held.
 -- @treturn[1] table the holder {mode, pid, starttime, created, replaced}
 -- @treturn[2] false when there is none and none may be made
--- @return[3] nil, message
+-- @return[3] nil, message[, errno, "signal", signal number]
 function M.enter_holder(ns, may_create)
   if joined and joined.mode ~= "own" then return joined end
   if joined and joined.mode == "own" then
@@ -83,8 +83,12 @@ function M.enter_holder(ns, may_create)
     if not holder.recorded(ns.paths) then return false end
   end
   local t0 = core.clock()
-  local h, err = holder.ensure(ns.paths, ns.ids, ns.cfg, { runtime_dir = ns.runtime_dir })
-  if not h then return nil, err end
+  local h, err, code, signo = holder.ensure(ns.paths, ns.ids, ns.cfg,
+    { runtime_dir = ns.runtime_dir, signals = ns.signals })
+  if not h then
+    if signo then return nil, err, code, "signal", signo end
+    return nil, err
+  end
   log.debug("%s holder %s (%s) in %.2f ms", h.created and "created and joined" or "joined",
     tostring(h.pid or "-"), h.mode, (core.clock() - t0) * 1000)
   joined = h
@@ -119,10 +123,10 @@ function M.begin(ns, may_create, mode)
   if not ok then return nil, err end
   local lock, lerr, lcode, lstage, lsig = M.lock(ns, mode)
   if not lock then return nil, lerr, lcode, lstage, lsig end
-  local h, herr = M.enter_holder(ns, may_create)
+  local h, herr, hcode, hstage, hsig = M.enter_holder(ns, may_create)
   if h == nil then
     lock:close()
-    return nil, herr
+    return nil, herr, hcode, hstage, hsig
   end
   return setmetatable({ ns = ns, paths = ns.paths, lock = lock, holder = h }, Session)
 end

@@ -106,6 +106,41 @@ return M
     assert.equal(0, #helper.settled_processes(pin, 0), "backend left running")
   end)
 
+  userns_it("SIGTERM while pasta sets the namespace up ends the wait; no pasta, no pin", function()
+    local dir = helper.tmpdir()
+    -- a pasta that answers --help and then takes its time (as it does
+    -- when it hangs)
+    helper.write(dir .. "/pasta", "#!/bin/bash\n"
+      .. "case \"$1\" in --help|--version) echo --map-guest-addr; exit 0 ;; esac\n"
+      .. "exec -a rlns-fake-pasta sleep 3133\n", tonumber("755", 8))
+    helper.write(dir .. "/config.lua", ("return { backend = 'pasta', pasta_path = %q }\n"):format(dir .. "/pasta"))
+    local proc, out = start { "--config", dir .. "/config.lua", "run", "--", "true" }
+    local pin = base .. "/rootless-netns/rootless-netns"
+    assert(helper.eventually(function() return #helper.processes("rlns-fake-pasta") > 0 end, 20), "pasta never started")
+    assert(proc:kill(core.SIGTERM))
+    local code, _, err = finish(proc, out, PROMPT_MS)
+    assert.equal(143, code, err)
+    assert.equal("", err)
+    assert.is_nil(core.lstat(pin), "pin left")
+    assert.equal(0, #helper.settled(function() return helper.processes("rlns-fake-pasta") end, 0), "pasta left running")
+  end)
+
+  userns_it("SIGTERM while the id-map helpers run ends the wait; no holder is left", function()
+    local dir = helper.tmpdir()
+    for _, name in ipairs { "newuidmap", "newgidmap" } do
+      helper.write(dir .. "/" .. name, "#!/bin/bash\nexec -a rlns-fake-idmap sleep 3134\n", tonumber("755", 8))
+    end
+    local proc, out = start({ "--backend", "slirp4netns", "run", "--", "true" },
+      { PATH = dir .. ":" .. os.getenv("PATH") })
+    assert(helper.eventually(function() return #helper.processes("rlns-fake-idmap") > 0 end, 20), "no helper started")
+    assert(proc:kill(core.SIGTERM))
+    local code, _, err = finish(proc, out, PROMPT_MS)
+    assert.equal(143, code, err)
+    assert.equal("", err)
+    assert.equal(0, #helper.settled_holders(base, 0), "holder left")
+    assert.equal(0, #helper.settled(function() return helper.processes("rlns-fake-idmap") end, 0), "helper left")
+  end)
+
   userns_it("`setup -- rootlessnetns status` finishes and shows the namespace up", function()
     local code, out, err = helper.cli({ "--backend", "slirp4netns", "setup", "--", "lua5.4", helper.CLI, "status" },
       env, { timeout = 60000 })

@@ -103,10 +103,13 @@ function M.discover(ifaddrs, scan)
   return ips, by_family(scan.dns_forward), by_family(scan.map_guest), has6
 end
 
-local function run(argv)
+--- Run pasta until it has set the namespace up and gone to the
+-- background; a signal the caller watches ends the wait (and pasta).
+-- @return how, code, output; or nil, nil, message, signal number
+local function run(argv, signals)
   log.debug("exec %s", table.concat(argv, " "))
-  local how, code, out = child.capture(argv, 60000)
-  if not how then return nil, nil, code end -- code holds the message here
+  local how, code, out, signo = child.capture(argv, 60000, { signals = signals })
+  if not how then return nil, nil, code, signo end -- code holds the message here
   return how, code, (out or ""):gsub("%s+$", "")
 end
 
@@ -124,16 +127,16 @@ function M.start(ctx)
     argv[#argv] = nil
     scan.map_guest, scan.added_map_guest = {}, false
   end
-  local how, code, out = run(argv)
+  local how, code, out, signo = run(argv, ctx.signals)
   if how == "exited" and code == 1 and scan.added_map_guest
       and out:find("unrecognized option '--map-guest-addr", 1, true) then
     -- pasta before 2024_08_21: no --map-guest-addr; podman drops it and retries
     argv[#argv] = nil
     argv[#argv] = nil
     scan.map_guest = {}
-    how, code, out = run(argv)
+    how, code, out, signo = run(argv, ctx.signals)
   end
-  if not how then return nil, "start pasta: " .. tostring(out) end
+  if not how then return nil, "start pasta: " .. tostring(out), signo end
   if how ~= "exited" or code ~= 0 then
     return nil, ("pasta failed with %s %d: %s"):format(how == "exited" and "exit code" or "signal", code, out)
   end
