@@ -8,9 +8,9 @@
  * becomes root of the new namespace, makes / rslave (host unmounts still
  * propagate in; nothing of ours leaks out) and then sleeps forever.
  *
- * Handshake over a socketpair: child sends its unshare result (an int
- * errno, 0 = ok); the parent writes the maps and sends one byte; the child
- * sends the result of its setup (an int errno).
+ * Handshake over a socketpair, in reports (rlns_report): the child reports
+ * its unshare; the parent writes the maps and sends one byte; the child
+ * reports its setup (stage "ready" with errno 0 when all is done).
  */
 #include "rlns.h"
 
@@ -27,12 +27,6 @@
 #define CLOSE_RANGE_UNSHARE (1U << 1)
 #endif
 
-static void
-send_errno(int fd, int err)
-{
-	rlns_write_all(fd, &err, sizeof err);
-}
-
 static void __attribute__((noreturn))
 holder_child(int ctl, const char *name, int keep)
 {
@@ -42,23 +36,23 @@ holder_child(int ctl, const char *name, int keep)
 
 	rlns_reset_signals();
 	if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0) {
-		send_errno(ctl, errno);
+		rlns_report_send(ctl, "unshare", errno);
 		_exit(1);
 	}
-	send_errno(ctl, 0);
+	rlns_report_send(ctl, "unshare", 0);
 	/* EOF instead of the byte: the parent gave up (or died). */
 	if (rlns_read_full(ctl, &go, 1) != 1)
 		_exit(1);
 	if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) {
-		send_errno(ctl, errno);
+		rlns_report_send(ctl, "become root", errno);
 		_exit(1);
 	}
 	if (mount("none", "/", "none", MS_SLAVE | MS_REC, NULL) < 0) {
-		send_errno(ctl, errno);
+		rlns_report_send(ctl, "rslave", errno);
 		_exit(1);
 	}
 	if (setsid() < 0 || chdir("/") < 0) {
-		send_errno(ctl, errno);
+		rlns_report_send(ctl, "setsid", errno);
 		_exit(1);
 	}
 	prctl(PR_SET_NAME, name, 0, 0, 0);
@@ -68,7 +62,7 @@ holder_child(int ctl, const char *name, int keep)
 		if (sig != SIGTERM && sig != SIGKILL && sig != SIGSTOP && sig != SIGCHLD)
 			sigaction(sig, &ign, NULL);
 	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-	send_errno(ctl, 0);
+	rlns_report_send(ctl, "ready", 0);
 	if (devnull >= 0) {
 		dup2(devnull, 0);
 		dup2(devnull, 1);
@@ -101,9 +95,9 @@ l_holder_start(lua_State *L)
 	const char *name = luaL_optstring(L, 1, "rlns-holder");
 	int keep = lua_isnoneornil(L, 2) ? -1 : rlns_checkfd(L, 2);
 	cleanup_close int child_end = -1;
+	struct rlns_report report;
 	int *parent_end;
-	int sv[2], err = 0;
-	ssize_t n;
+	int sv[2], got;
 	pid_t pid;
 
 	rlns_checknargs(L, 2);
@@ -120,12 +114,11 @@ l_holder_start(lua_State *L)
 		holder_child(child_end, name, keep);
 	}
 	rlns_closep(&child_end);
-	n = rlns_read_full(*parent_end, &err, sizeof err);
-	if (n != (ssize_t)sizeof err || err != 0) {
+	got = rlns_report_read(*parent_end, &report);
+	if (got != 1 || report.err != 0) {
 		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 			;
-		return rlns_pushfail(L, n == (ssize_t)sizeof err ? err : ECHILD,
-				     "create user namespace");
+		return rlns_pushfail(L, got == 1 ? report.err : ECHILD, "create user namespace");
 	}
 	lua_pushinteger(L, pid);
 	lua_insert(L, -2);
@@ -144,17 +137,17 @@ static int
 l_holder_release(lua_State *L)
 {
 	int fd = rlns_checkfd(L, 1);
-	int err = 0;
-	ssize_t n;
+	struct rlns_report report;
+	int got;
 
 	rlns_checknargs(L, 1);
 	if (rlns_write_all(fd, "g", 1) < 0)
 		return rlns_pushfail(L, errno, "start holder");
-	n = rlns_read_full(fd, &err, sizeof err);
-	if (n != (ssize_t)sizeof err)
-		return rlns_pushfail(L, n < 0 ? errno : ECHILD, "start holder");
-	if (err != 0)
-		return rlns_pushfail(L, err, "set up holder namespaces");
+	got = rlns_report_read(fd, &report);
+	if (got != 1)
+		return rlns_pushfail(L, got < 0 ? errno : ECHILD, "start holder");
+	if (report.err != 0)
+		return rlns_pushfail(L, report.err, "set up holder namespaces (%s)", report.stage);
 	return rlns_pushtrue(L);
 }
 

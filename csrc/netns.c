@@ -24,13 +24,15 @@
 static void __attribute__((noreturn))
 pin_child(const char *path, int errfd)
 {
-	int err = 0;
-
-	if (unshare(CLONE_NEWNET) < 0 || mount("/proc/self/ns/net", path, "none", MS_BIND, NULL) < 0)
-		err = errno;
-	if (err)
-		rlns_write_all(errfd, &err, sizeof err);
-	_exit(err ? 1 : 0);
+	if (unshare(CLONE_NEWNET) < 0) {
+		rlns_report_send(errfd, "unshare", errno);
+		_exit(1);
+	}
+	if (mount("/proc/self/ns/net", path, "none", MS_BIND, NULL) < 0) {
+		rlns_report_send(errfd, "bind", errno);
+		_exit(1);
+	}
+	_exit(0);
 }
 
 /**
@@ -43,11 +45,11 @@ pin_child(const char *path, int errfd)
 static int
 pin_netns(const char *path, const char **stage)
 {
+	struct rlns_report report;
 	cleanup_close int placeholder = -1;
 	cleanup_close int err_r = -1;
 	cleanup_close int err_w = -1;
-	int fds[2], status, err = 0;
-	ssize_t n;
+	int fds[2], status, err = 0, got;
 	pid_t pid;
 
 	*stage = "create";
@@ -69,17 +71,19 @@ pin_netns(const char *path, const char **stage)
 	if (pid == 0)
 		pin_child(path, err_w);
 	rlns_closep(&err_w);
-	n = rlns_read_full(err_r, &err, sizeof err);
+	got = rlns_report_read(err_r, &report);
+	err = errno;
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
-	if (n == (ssize_t)sizeof err) {
-		*stage = "bind";
-		errno = err;
+	if (got == 1) {
+		/* (static names: *@stage outlives the report) */
+		*stage = strcmp(report.stage, "unshare") == 0 ? "unshare" : "bind";
+		errno = report.err;
 		goto fail;
 	}
-	if (n < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+	if (got < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		*stage = "bind";
-		errno = n < 0 ? errno : ECHILD;
+		errno = got < 0 ? err : ECHILD;
 		goto fail;
 	}
 	return 0;

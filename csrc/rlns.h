@@ -75,6 +75,19 @@ int rlns_pushtrue(lua_State *L);
 ssize_t rlns_write_all(int fd, const void *buf, size_t len);
 ssize_t rlns_read_full(int fd, void *buf, size_t len);
 void rlns_fault_point(const char *point);
+
+/*
+ * The one report a forked C child sends its parent (spawn, netns_create,
+ * holder_start): the step it was at and errno there (0: that step is
+ * done).  Fixed size, so one write is one report, and async-signal-safe.
+ * The Lua layer's children report in rootlessnetns.worker's form.
+ */
+struct rlns_report {
+	int err;
+	char stage[16];
+};
+void rlns_report_send(int fd, const char *stage, int err);
+int rlns_report_read(int fd, struct rlns_report *r);
 void rlns_setintfield(lua_State *L, const char *key, lua_Integer value);
 void rlns_checknargs(lua_State *L, int max);
 int rlns_checkflags(lua_State *L, int idx);

@@ -346,18 +346,10 @@ struct spawn_plan {
 	int max_target;
 };
 
-struct spawn_error {
-	int err;
-	char stage[12];
-};
-
 static void __attribute__((noreturn))
 spawn_fail(int errfd, const char *stage)
 {
-	struct spawn_error e = {.err = errno};
-
-	strncpy(e.stage, stage, sizeof e.stage - 1);
-	rlns_write_all(errfd, &e, sizeof e);
+	rlns_report_send(errfd, stage, errno);
 	_exit(127);
 }
 
@@ -529,12 +521,11 @@ static int
 l_spawn(lua_State *L)
 {
 	struct spawn_plan plan = {.netns = -1};
-	struct spawn_error e;
+	struct rlns_report report;
 	cleanup_close int err_r = -1;
 	cleanup_close int err_w = -1;
 	rlns_Process *p;
 	int fds[2];
-	ssize_t n;
 	pid_t pid;
 
 	luaL_checktype(L, 1, LUA_TTABLE);
@@ -573,13 +564,11 @@ l_spawn(lua_State *L)
 		spawn_child(&plan, err_w);
 	rlns_closep(&err_w);
 	p->pid = pid;
-	n = rlns_read_full(err_r, &e, sizeof e);
-	if (n == (ssize_t)sizeof e) {
+	if (rlns_report_read(err_r, &report) == 1) {
 		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 			;
 		p->reaped = 1;
-		e.stage[sizeof e.stage - 1] = '\0';
-		return rlns_pushfail(L, e.err, "%s `%s`", e.stage, plan.argv[0]);
+		return rlns_pushfail(L, report.err, "%s `%s`", report.stage, plan.argv[0]);
 	}
 	return attach_pidfd(L, p);
 }

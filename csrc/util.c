@@ -87,6 +87,39 @@ rlns_read_full(int fd, void *buf, size_t len)
 }
 
 /**
+ * rlns_report_send() - report @stage and @err to the parent over @fd.
+ * Async-signal-safe: used by forked children between fork and exec.
+ */
+void
+rlns_report_send(int fd, const char *stage, int err)
+{
+	struct rlns_report r = {.err = err};
+	size_t i;
+
+	for (i = 0; i < sizeof r.stage - 1 && stage[i]; i++)
+		r.stage[i] = stage[i];
+	rlns_write_all(fd, &r, sizeof r);
+}
+
+/**
+ * rlns_report_read() - read one report from a child.
+ * Returns 1 with *@r filled, 0 at end of file (the child exec'd, or died
+ * before it could report), -1 with errno on a read error.
+ */
+int
+rlns_report_read(int fd, struct rlns_report *r)
+{
+	ssize_t n = rlns_read_full(fd, r, sizeof *r);
+
+	if (n < 0)
+		return -1;
+	if (n != (ssize_t)sizeof *r)
+		return 0;
+	r->stage[sizeof r->stage - 1] = '\0';
+	return 1;
+}
+
+/**
  * rlns_fault_point() - die by SIGKILL when $ROOTLESSNETNS_FAULT names @point.
  * SIGKILL, not exit: the point of the exercise is that nothing gets a chance
  * to clean up, exactly as when the OOM killer or a user strikes.
