@@ -11,10 +11,16 @@
  * Handshake over a socketpair, in reports (rlns_report): the child reports
  * its unshare; the parent writes the maps and sends one byte; the child
  * reports its setup (stage "ready" with errno 0 when all is done).
+ *
+ * The holder outlives the command that made it, so it keeps nothing of
+ * that command's: its command line becomes a fixed title (the arguments
+ * may hold secrets, and every user's ps shows them), and its descriptors
+ * are /dev/null on 0-2 and the one it is asked to keep on 3, nothing else.
  */
 #include "rlns.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -27,13 +33,47 @@
 #define CLOSE_RANGE_UNSHARE (1U << 1)
 #endif
 
+#define HOLDER_TITLE "rootlessnetns-holder"
+
+/*
+ * Leave only /dev/null on 0-2, @keep on 3 and @ctl on 4; returns 4 (or -1
+ * when @ctl was lost).  A command started with 0, 1 or 2 closed may have
+ * handed us @keep or @ctl on one of them, and either may sit on 3 or 4: so
+ * both are copied above 4 first, where no dup2 below lands.  Without
+ * /dev/null, 0-2 are closed rather than left to what the command had there.
+ */
+static int
+holder_fds(int keep, int ctl)
+{
+	int k = keep >= 0 ? fcntl(keep, F_DUPFD_CLOEXEC, 5) : -1;
+	int c = fcntl(ctl, F_DUPFD_CLOEXEC, 5);
+	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	for (int fd = 0; fd < 3; fd++)
+		if (fd != devnull && (devnull < 0 || dup2(devnull, fd) < 0))
+			close(fd);
+	/* 3 names the holder's owner in /proc/<pid>/fd/3 */
+	if (k < 0 || dup2(k, 3) < 0)
+		close(3);
+	if (c < 0 || dup2(c, 4) < 0) {
+		close(4);
+		c = -1;
+	}
+	if (syscall(SYS_close_range, 5U, ~0U, 0U) < 0)
+		for (int fd = 5; fd < 65536; fd++)
+			close(fd);
+	return c < 0 ? -1 : 4;
+}
+
 static void __attribute__((noreturn))
 holder_child(int ctl, const char *name, int keep)
 {
 	struct sigaction ign = {.sa_handler = SIG_IGN};
 	char go;
-	int devnull;
 
+	/* First, so the creating command's arguments leave ps at once.  A
+	 * failure is not fatal: the holder works the same without a title. */
+	(void)rlns_set_proctitle(HOLDER_TITLE);
 	rlns_reset_signals();
 	if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0) {
 		rlns_report_send(ctl, "unshare", errno);
@@ -61,27 +101,21 @@ holder_child(int ctl, const char *name, int keep)
 	for (int sig = 1; sig < 32; sig++)
 		if (sig != SIGTERM && sig != SIGKILL && sig != SIGSTOP && sig != SIGCHLD)
 			sigaction(sig, &ign, NULL);
-	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-	rlns_report_send(ctl, "ready", 0);
-	if (devnull >= 0) {
-		dup2(devnull, 0);
-		dup2(devnull, 1);
-		dup2(devnull, 2);
+	/* Before the answer: once holder_release returns, the holder is in
+	 * its final state (find_running may look at fd 3 at once). */
+	ctl = holder_fds(keep, ctl);
+	if (ctl >= 0) {
+		rlns_report_send(ctl, "ready", 0);
+		close(ctl);
 	}
-	/* Nothing of the parent's stays open here (no lock, no pipe) but
-	 * @keep, as fd 3: it names the holder's owner in /proc/<pid>/fd/3. */
-	if (keep >= 0 && keep != 3 && dup2(keep, 3) < 0)
-		keep = -1;
-	if (syscall(SYS_close_range, keep >= 0 ? 4U : 3U, ~0U, 0U) < 0)
-		for (int fd = keep >= 0 ? 4 : 3; fd < 65536; fd++)
-			close(fd);
 	for (;;)
 		pause();
 }
 
 /***
  * Fork a holder that has unshared a user and a mount namespace and now
- * waits for its id maps.
+ * waits for its id maps.  Its command line is `rootlessnetns-holder`,
+ * whatever this process's arguments are.
  * @function holder_start
  * @tparam[opt="rlns-holder"] string name process name (comm)
  * @tparam[opt] Fd|int keep a descriptor the holder keeps open as fd 3
@@ -127,7 +161,8 @@ l_holder_start(lua_State *L)
 
 /***
  * Let the holder go on once its maps are written; returns when it is
- * root in its namespaces with / rslave.
+ * root in its namespaces with / rslave, and keeps no descriptor but
+ * /dev/null on 0-2 and the one it was given on 3.
  * @function holder_release
  * @tparam Fd ctl the control socket from holder_start (closed afterwards)
  * @treturn[1] true
@@ -137,6 +172,7 @@ static int
 l_holder_release(lua_State *L)
 {
 	int fd = rlns_checkfd(L, 1);
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
 	struct rlns_report report;
 	int got;
 
@@ -148,6 +184,11 @@ l_holder_release(lua_State *L)
 		return rlns_pushfail(L, got < 0 ? errno : ECHILD, "start holder");
 	if (report.err != 0)
 		return rlns_pushfail(L, report.err, "set up holder namespaces (%s)", report.stage);
+	/* The holder closes its end right after the answer: its end of file
+	 * means it holds nothing but its final descriptors now.  Bounded, in
+	 * case a copy of that end lives on in some other process. */
+	if (TEMP_FAILURE_RETRY(poll(&pfd, 1, 1000)) > 0)
+		(void)TEMP_FAILURE_RETRY(read(fd, &got, sizeof got));
 	return rlns_pushtrue(L);
 }
 

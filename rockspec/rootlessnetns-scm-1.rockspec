@@ -30,7 +30,7 @@ build = {
       sources = {
         "csrc/core.c", "csrc/util.c", "csrc/fd.c", "csrc/ns.c", "csrc/netns.c",
         "csrc/mount.c", "csrc/spawn.c", "csrc/lock.c", "csrc/proc.c", "csrc/fs.c",
-        "csrc/idmap.c", "csrc/holder.c",
+        "csrc/idmap.c", "csrc/holder.c", "csrc/title.c",
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "$(LIBMOUNT_INCDIR)" },

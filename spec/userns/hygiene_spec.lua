@@ -29,6 +29,15 @@ describe("hygiene", function()
     end
   end)
 
+  userns_it("no long-lived process of ours shows a user's command line", function()
+    assert.equal(0, (helper.cli({ "--backend", "slirp4netns", "setup", "--", "true", "--token=s3cr3t" }, fx.env)))
+    local st = require("cjson").decode((select(2, helper.cli({ "status", "--json" }, fx.env))))
+    local holder = core.readfile(("/proc/%d/cmdline"):format(math.tointeger(st.holder.pid)), 65536)
+    assert.equal("rootlessnetns-holder\0", holder)
+    local backend = core.readfile(("/proc/%d/cmdline"):format(math.tointeger(st.backend.pid)), 65536)
+    assert.is_nil(backend:find("s3cr3t", 1, true))
+  end)
+
   userns_it("an interactive shell gets job control and Ctrl-C", function()
     if not require("rootlessnetns.child").which("script") or not require("rootlessnetns.child").which("bash") then
       return pending("needs script(1) and bash")
