@@ -265,18 +265,17 @@ function Netns:info()
   if not st.up then
     return nil, "the rootless netns is not set up (run `rootlessnetns setup` first)", errno.ENOENT
   end
-  local info, ierr = state.read_json(self.paths.info)
-  if not info then
-    log.warn("%s", ierr or ("`" .. self.paths.info .. "` is missing"))
-    info = {}
-  end
+  local info, ierr = state.read_info(self.paths)
+  if ierr then log.warn("%s", ierr) end
   local brec = state.read_json(self.paths.backend)
   local custom = brec and instance.custom_backend(self, brec)
   if custom and custom.info then
     -- a custom backend may report fresher addresses than info.json
     local ok, fresh = pcall(custom.info, brec, instance.hook_ctx(self))
     if ok and type(fresh) == "table" then
-      for k, v in pairs(fresh) do info[k] = v end
+      for _, key in ipairs(state.INFO_KEYS) do
+        if state.list_of_strings(fresh[key]) then info[key] = fresh[key] end
+      end
     end
   end
   return {

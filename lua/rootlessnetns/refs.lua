@@ -44,9 +44,19 @@ function M.remove_run(paths, rec)
   return true
 end
 
+--- The most nets that may be counted: far above any real use, and far
+-- below where the count stops being exact.
+M.MAX_NETS = 1000000
+
 --- Count @n more nets.
+-- @return[2] nil, message (past MAX_NETS: nothing is counted)
 function M.add_nets(paths, n)
-  return state.write_count(paths.refcount, state.read_count(paths.refcount) + n)
+  local count = state.read_count(paths.refcount)
+  if count + n > M.MAX_NETS then
+    return nil, ("setup: %d more would make %d users, past the bound of %d; `rootlessnetns teardown --nets N` first")
+      :format(n, count + n, M.MAX_NETS)
+  end
+  return state.write_count(paths.refcount, count + n)
 end
 
 --- Count @n fewer nets (never below zero).

@@ -152,7 +152,8 @@ function M.valid_identity(rec)
 end
 
 --- The nets counter of setup/teardown.  Missing or empty means 0; garbage
--- is reported (the caller repairs it) and counts as 0.
+-- (not a non-negative integer) is reported (the caller repairs it) and
+-- counts as 0.
 -- @treturn integer count
 -- @treturn string|nil what was wrong with the file
 function M.read_count(path)
@@ -170,9 +171,8 @@ function M.read_count(path)
   if n < 0 then
     return 0, ("`%s`: negative count %d; counting 0"):format(path, n)
   end
-  if n > 1000000 then
-    return 0, ("`%s`: implausible count %d; counting 0"):format(path, n)
-  end
+  -- (a large count is kept: refs.add_nets bounds what is added, and
+  -- throwing a valid count away would tear down a namespace in use)
   return n
 end
 
@@ -212,6 +212,69 @@ function M.live_refs(p)
   return live
 end
 
+--- The keys of info.json (podman's names) and what each must hold.
+M.INFO_KEYS = { "IPAddresses", "DnsForwardIps", "MapGuestIps" }
+
+--- Is @v a list of strings (what info.json's keys hold)?
+function M.list_of_strings(v)
+  if type(v) ~= "table" then return false end
+  local n = 0
+  for k, x in pairs(v) do
+    if math.type(k) ~= "integer" or type(x) ~= "string" then return false end
+    n = n + 1
+  end
+  return n == #v
+end
+
+--- info.json, validated: each key a list of strings (or absent).
+-- @treturn table the addresses by key (a damaged key is left out)
+-- @treturn string|nil what was wrong with the file
+function M.read_info(p)
+  local data, err = M.read_json(p.info)
+  if not data then return {}, err or ("`%s` is missing"):format(p.info) end
+  local out, bad = {}, {}
+  for _, key in ipairs(M.INFO_KEYS) do
+    local v = data[key]
+    if v == nil or v == cjson.null then
+      out[key] = nil
+    elseif M.list_of_strings(v) then
+      out[key] = v
+    else
+      bad[#bad + 1] = key
+    end
+  end
+  if #bad > 0 then
+    return out, ("`%s`: %s not a list of addresses; left out"):format(p.info, table.concat(bad, ", "))
+  end
+  return out
+end
+
+local function ipv4(v)
+  if type(v) ~= "string" then return false end
+  local a, b, c, d = v:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  for _, x in ipairs { a, b, c, d } do
+    local n = tonumber(x)
+    if not n or n > 255 then return false end
+  end
+  return a ~= nil
+end
+
+--- Check a lease read from leases.json (repairing what the subnet
+-- tells); nil when it is beyond repair.
+local function checked_lease(lease, subnet)
+  if type(lease) ~= "table" or not ipv4(lease.address) then return nil end
+  lease.index = math.tointeger(lease.index)
+  lease.prefix = math.tointeger(lease.prefix)
+  local prefix = type(subnet) == "string" and math.tointeger(tonumber(subnet:match("/(%d+)$") or ""))
+  if not (lease.prefix and lease.prefix >= 8 and lease.prefix <= 30) then lease.prefix = prefix or nil end
+  if not (lease.index and lease.index >= 0) or not lease.prefix or not ipv4(lease.gateway) then return nil end
+  for _, key in ipairs { "interface", "host_interface", "bridge" } do
+    if lease[key] ~= nil and type(lease[key]) ~= "string" then return nil end
+  end
+  lease.connected = lease.connected == true
+  return lease
+end
+
 --- The address leases of `netns connect` (they live in the rootless
 -- netns's directory: its veths and bridge go when it goes).  A missing
 -- file is no lease; a damaged one is reported and counts as none, and the
@@ -224,14 +287,20 @@ function M.read_leases(p)
   if type(data) ~= "table" or type(data.leases) ~= "table" then
     return { leases = {} }, err or (data and ("`%s`: no `leases` table; counting none"):format(p.leases))
   end
+  local dropped = {}
   for name, lease in pairs(data.leases) do
-    if type(name) ~= "string" or type(lease) ~= "table" then
+    if type(name) ~= "string" or not checked_lease(lease, data.subnet) then
       data.leases[name] = nil
-    else
-      -- JSON numbers come back as floats
-      lease.index = math.tointeger(lease.index)
-      lease.prefix = math.tointeger(lease.prefix)
+      dropped[#dropped + 1] = tostring(name)
     end
+  end
+  if data.subnet ~= nil and type(data.subnet) ~= "string" then data.subnet = nil end
+  if data.bridge ~= nil and type(data.bridge) ~= "string" then data.bridge = nil end
+  if data.last ~= nil and not ipv4(data.last) then data.last = nil end
+  if #dropped > 0 then
+    table.sort(dropped)
+    return data, ("`%s`: the lease of %s is damaged; dropped (its interfaces are removed)")
+      :format(p.leases, table.concat(dropped, ", "))
   end
   return data
 end

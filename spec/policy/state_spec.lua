@@ -13,7 +13,8 @@ describe("state files", function()
   local cases = {
     { nil, 0, nil }, { "", 0, nil }, { "3", 3, nil }, { " 7\n", 7, nil },
     { "abc", 0, "not a number" }, { "-1", 0, "negative count" },
-    { "99999999999", 0, "implausible count" }, { "1e3", 0, "not a number" },
+    { "1048560", 1048560, nil }, { "99999999999", 99999999999, nil },
+    { "99999999999999999999", 0, "not a number" }, { "1e3", 0, "not a number" },
   }
   for _, c in ipairs(cases) do
     it(("read a ref-count of %q as %d"):format(tostring(c[1]), c[2]), function()

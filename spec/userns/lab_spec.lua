@@ -251,6 +251,25 @@ describe("named namespaces", function()
     ok { "netns", "exec", "a", "ping", "-c", "1", "-W", "5", "10.89.0.1" }
   end)
 
+  userns_it("repair a lease without its prefix, drop one without an address", function()
+    ok { "netns", "add", "a" }
+    ok { "netns", "add", "b" }
+    ok { "setup" }
+    ok { "netns", "connect", "a" }
+    ok { "netns", "connect", "b" }
+    local file = base .. "/rootless-netns/leases.json"
+    local data = json(helper.read(file))
+    data.leases.a.prefix = nil
+    data.leases.b.address = { 1 }
+    assert(core.writefile(file, require("cjson").encode(data)))
+    local out, warn = ok { "netns", "list" }
+    assert.matches("a%s+live%s+10%.89%.0%.2/24", out)
+    assert.matches("the lease of b is damaged", warn)
+    assert.equal(1, status().refs.connections)
+    ok { "netns", "exec", "a", "ping", "-c", "1", "-W", "5", "10.89.0.1" }
+    assert.matches("^10%.89%.0%.%d+$", json(ok { "netns", "connect", "b", "--json" }).address)
+  end)
+
   userns_it("take a new bridge subnet once nothing is connected", function()
     ok { "netns", "add", "a" }
     ok { "setup" }

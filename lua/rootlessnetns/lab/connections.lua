@@ -116,9 +116,9 @@ end
 
 --- Check that the backend's own addresses stay out of the bridge subnet.
 local function check_subnet(ns, net)
-  local info = state.read_json(ns.paths.info) or {}
-  for _, addr in ipairs(type(info.IPAddresses) == "table" and info.IPAddresses or {}) do
-    local a = addrpool.parse_ipv4(type(addr) == "string" and addr:match("^[^/]+") or nil)
+  local info = state.read_info(ns.paths)
+  for _, addr in ipairs(info.IPAddresses or {}) do
+    local a = addrpool.parse_ipv4(addr:match("^[^/]+"))
     if a and a >= net.network and a <= net.last + 1 then
       return nil, ("the bridge subnet %s holds the rootless netns's own address %s; "
         .. "set connect.subnet in the config to another one"):format(net.cidr, addr)
