@@ -129,6 +129,8 @@ function M.default_plan(ctx)
   end
   -- 6. the new /run
   add { name = "run", source = dir .. "/run", target = "/run", options = "rbind", create = "dir" }
+  -- what is made under our directory is never made through a symlink
+  for _, e in ipairs(plan) do e.confine = dir end
   return plan
 end
 
@@ -144,7 +146,7 @@ function M.validate(plan)
     if type(e.target) ~= "string" or e.target:sub(1, 1) ~= "/" then
       return nil, ("mount plan entry %d (%s): `target` must be an absolute path"):format(i, tostring(e.name))
     end
-    for _, k in ipairs { "source", "fstype", "options", "create", "relabel", "name" } do
+    for _, k in ipairs { "source", "fstype", "options", "create", "relabel", "name", "confine" } do
       if e[k] ~= nil and type(e[k]) ~= "string" then
         return nil, ("mount plan entry %d (%s): `%s` must be a string"):format(i, tostring(e.name), k)
       end
@@ -153,12 +155,22 @@ function M.validate(plan)
   return plan
 end
 
-local function mkdir_p(path)
+--- mkdir -p.  Below @confine (our state directory), a component that
+-- exists must be a real directory: a symlink planted there would move
+-- what we create (and bind) somewhere else.
+local function mkdir_p(path, confine)
   local cur = ""
   for _, comp in ipairs(split(path)) do
     cur = cur .. "/" .. comp
     local ok, err, code = core.mkdir(cur, PRIVATE_DIR)
     if not ok and code ~= errno.EEXIST then return nil, err, code end
+    if not ok and confine and cur:sub(1, #confine + 1) == confine .. "/" then
+      local st = core.lstat(cur)
+      if not st or st.type ~= "directory" then
+        return nil, ("`%s` is %s, not a directory; refusing to follow it (`rootlessnetns cleanup` rebuilds it)")
+          :format(cur, st and st.type == "link" and "a symlink" or "something else"), errno.ENOTDIR
+      end
+    end
   end
   return true
 end
@@ -166,9 +178,9 @@ M.mkdir_p = mkdir_p
 
 local function create_target(e)
   if e.create == "dir" then
-    return mkdir_p(e.target)
+    return mkdir_p(e.target, e.confine)
   elseif e.create == "file" then
-    local ok, err, code = mkdir_p(e.target:match("^(.*)/[^/]*$"))
+    local ok, err, code = mkdir_p(e.target:match("^(.*)/[^/]*$"), e.confine)
     if not ok then return nil, err, code end
     if not exists(e.target) then
       local fd
@@ -178,7 +190,16 @@ local function create_target(e)
     end
   end
   if e.source_create == "dir" and e.source then
-    return mkdir_p(e.source)
+    local ok, err, code = mkdir_p(e.source, e.confine)
+    if not ok then return nil, err, code end
+  end
+  -- (mount(2) follows a symlink given as the source of a bind)
+  if e.confine and e.source and e.source:sub(1, #e.confine + 1) == e.confine .. "/" then
+    local st = core.lstat(e.source)
+    if st and st.type == "link" then
+      return nil, ("`%s` is a symlink; refusing to follow it (`rootlessnetns cleanup` rebuilds it)")
+        :format(e.source), errno.ELOOP
+    end
   end
   return true
 end

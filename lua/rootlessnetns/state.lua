@@ -113,6 +113,13 @@ function M.prepare_dir(p)
   for _, d in ipairs { p.dir, p.refs, p.run } do
     local ok, err, code = core.mkdir(d, PRIVATE_DIR)
     if not ok and code ~= errno.EEXIST then return nil, err end
+    local st = core.lstat(d)
+    if not ok and st and st.type ~= "directory" then
+      -- a symlink or a file where our directory goes: ours to replace
+      ok, err = core.unlink(d)
+      if ok then ok, err = core.mkdir(d, PRIVATE_DIR) end
+      if not ok then return nil, err end
+    end
   end
   return true
 end

@@ -252,8 +252,8 @@ describe("the flow's decisions", function()
       local ns = handle()
       assert(ns:setup())
       leases { subnet = "10.89.0.0/24", bridge = "rlnsbr0", leases = {
-        web = { address = "10.89.0.2", prefix = 24, index = 0, connected = true },
-        db = { address = "10.89.0.3", prefix = 24, index = 1, connected = false },
+        web = { address = "10.89.0.2", prefix = 24, gateway = "10.89.0.1", index = 0, connected = true },
+        db = { address = "10.89.0.3", prefix = 24, gateway = "10.89.0.1", index = 1, connected = false },
       } }
       world.links = { "lo", "tap0", "rlnsbr0", "rlnsv0", "rlnsv1", "rlnsv7" }
       assert(lab.new(ns):list())
@@ -268,7 +268,7 @@ describe("the flow's decisions", function()
       local ns = handle()
       assert(ns:setup())
       leases { subnet = "10.89.0.0/24", bridge = "rlnsbr0", leases = {
-        web = { address = "10.89.0.2", prefix = 24, index = 0, connected = false },
+        web = { address = "10.89.0.2", prefix = 24, gateway = "10.89.0.1", index = 0, connected = false },
       } }
       -- (what a connect of a namespace nobody else used leaves when killed)
       assert(require("rootlessnetns.state").write_count(paths().refcount, 0))

@@ -72,6 +72,27 @@ describe("a hostile environment", function()
     helper.cli({ "cleanup" }, { XDG_RUNTIME_DIR = dir })
   end)
 
+  userns_it("never follows a symlink planted where the commands' /run is made", function()
+    local dir = helper.runtime_dir()
+    local env = { XDG_RUNTIME_DIR = dir }
+    local elsewhere = helper.tmpdir()
+    assert.equal(0, (helper.cli({ "--backend", "slirp4netns", "setup" }, env)))
+    local run = dir .. "/rootlessnetns/rootless-netns/run"
+    assert(core.rmtree(run))
+    assert(core.symlink(elsewhere, run))
+    local code, _, err = helper.cli({ "run", "--", "true" }, env)
+    assert.equal(125, code)
+    one_line(err)
+    assert.matches("run` is a symlink, not a directory; refusing to follow it", err)
+    assert.same({}, core.listdir(elsewhere), "made something through the symlink")
+    -- a new namespace replaces it
+    assert.equal(0, (helper.cli({ "cleanup" }, env)))
+    code, _, err = helper.cli({ "--backend", "slirp4netns", "run", "--", "true" }, env)
+    assert.equal(0, code, err)
+    assert.same({}, core.listdir(elsewhere))
+    helper.cli({ "cleanup" }, env)
+  end)
+
   userns_it("names the fix when newuidmap is missing", function()
     if not core.lstat("/etc/subuid") then return end
     local dir = helper.runtime_dir()
