@@ -124,6 +124,20 @@ function M.free_index(leases)
   return i
 end
 
+--- The network "A.B.C.D/P" (any prefix, 0 to 32) as {network, prefix},
+-- with the host bits cleared; a bare address is a /32.
+-- @treturn[1] table
+-- @treturn[1] boolean were host bits set?
+-- @return[2] nil (not an IPv4 address or network)
+function M.network(text)
+  local addr, prefix = split_cidr(text)
+  if not addr then return nil end
+  prefix = prefix or 32
+  if prefix < 0 or prefix > 32 then return nil end
+  local mask = prefix == 0 and 0 or (0xffffffff << (32 - prefix)) & 0xffffffff
+  return { network = addr & mask, prefix = prefix }, addr & mask ~= addr
+end
+
 --- Do two subnets overlap?
 function M.overlaps(a, b)
   local lo_a, hi_a = a.network, a.network + (1 << (32 - a.prefix)) - 1

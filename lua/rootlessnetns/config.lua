@@ -66,6 +66,11 @@ local function cidr(v)
   if not addr or not ipv4(addr) or tonumber(len) > 30 or tonumber(len) < 1 then
     return "must be an IPv4 CIDR such as 10.0.2.0/24"
   end
+  local net, host_bits = require("rootlessnetns.addrpool").network(v)
+  if host_bits then
+    return ("has host bits set (did you mean %s/%s?)"):format(
+      require("rootlessnetns.addrpool").format_ipv4(net.network), len)
+  end
 end
 
 local function list_of_strings(v)
@@ -90,7 +95,8 @@ local function integer_between(lo, hi)
 end
 
 local function positive(v)
-  if v <= 0 or v > 3600 then return "must be a number of seconds from 0 to 3600" end
+  -- (written so that NaN fails too: every wait has a bound)
+  if not (v > 0 and v <= 3600) then return "must be a number of seconds above 0, at most 3600" end
 end
 
 local function absolute(v)
@@ -188,6 +194,22 @@ local function check_table(tbl, schema, prefix, out)
   return out
 end
 
+--- What no single key can tell: the lab's subnet must stay clear of
+-- slirp4netns's network, where its gateway and DNS forwarder live (a
+-- route to them would go via the lab's bridge, and DNS break).
+local function check_across(cfg)
+  if cfg.backend ~= "slirp4netns" and cfg.backend ~= "auto" then return cfg end
+  local addrpool = require "rootlessnetns.addrpool"
+  local lab = addrpool.network(cfg.connect.subnet)
+  local slirp_cidr = cfg.slirp4netns.cidr or "10.0.2.0/24"
+  local slirp = addrpool.network(slirp_cidr)
+  if lab and slirp and addrpool.overlaps(lab, slirp) then
+    return nil, ("key `connect.subnet` %s overlaps slirp4netns's network %s (its gateway and DNS are there); "
+      .. "choose another, such as 10.89.0.0/24"):format(cfg.connect.subnet, slirp_cidr)
+  end
+  return cfg
+end
+
 --- Validate a user table and merge it over the defaults.
 -- @treturn[1] table the effective configuration
 -- @return[2] nil, message
@@ -195,7 +217,9 @@ function M.validate(tbl, base)
   if type(tbl) ~= "table" then
     return nil, ("must return a table, not a %s"):format(type(tbl))
   end
-  return check_table(tbl, M.schema, "", base or M.defaults())
+  local cfg, err = check_table(tbl, M.schema, "", base or M.defaults())
+  if not cfg then return nil, err end
+  return check_across(cfg)
 end
 
 --- Where the config file is: explicit path, else XDG, else /etc.

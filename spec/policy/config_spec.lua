@@ -34,6 +34,12 @@ describe("config", function()
     { { backend = { stop = function() end } },
       "key `backend` is a backend table, but `start` must be a function, not missing" },
     { { ready_timeout = -1 }, "seconds" },
+    { { ready_timeout = 0 }, "seconds above 0" },
+    { { ready_timeout = 0 / 0 }, "seconds above 0" },
+    { { ready_timeout = math.huge }, "at most 3600" },
+    { { slirp4netns = { cidr = "10.0.2.5/24" } }, "has host bits set (did you mean 10.0.2.0/24?)" },
+    { { connect = { subnet = "10.0.2.0/26" } }, "overlaps slirp4netns's network 10.0.2.0/24" },
+    { { slirp4netns = { cidr = "10.89.0.0/16" } }, "key `connect.subnet` 10.89.0.0/24 overlaps" },
     { { [1] = "x" }, "unknown key `1`" },
   }
   for _, case in ipairs(bad) do

@@ -114,14 +114,20 @@ local function ensure_bridge(ns, net)
   return true
 end
 
---- Check that the backend's own addresses stay out of the bridge subnet.
+--- Check that the backend's own network stays out of the bridge subnet:
+-- its addresses with their networks, its DNS forwarders and map-guest
+-- addresses (pasta's come from the host, so this is known only now).
 local function check_subnet(ns, net)
   local info = state.read_info(ns.paths)
-  for _, addr in ipairs(info.IPAddresses or {}) do
-    local a = addrpool.parse_ipv4(addr:match("^[^/]+"))
-    if a and a >= net.network and a <= net.last + 1 then
-      return nil, ("the bridge subnet %s holds the rootless netns's own address %s; "
-        .. "set connect.subnet in the config to another one"):format(net.cidr, addr)
+  local lab = { network = net.network, prefix = net.prefix }
+  for _, key in ipairs(state.INFO_KEYS) do
+    for _, addr in ipairs(info[key] or {}) do
+      local other = addrpool.network(addr)
+      if other and addrpool.overlaps(lab, other) then
+        return nil, ("the bridge subnet %s overlaps the rootless netns's own %s (%s); "
+          .. "set connect.subnet in the config to another one"):format(net.cidr, addr,
+          key == "IPAddresses" and "address" or key == "DnsForwardIps" and "DNS forwarder" or "map-guest address")
+      end
     end
   end
   return true
