@@ -30,7 +30,8 @@ end
 --- Run a program to completion, capturing stdout and stderr together.
 -- @tparam[opt] table opts {input = text for its stdin (default: none),
 --   netns = Fd of a network namespace to run it in, signals = Signals
---   that end the wait (the program is killed)}
+--   that end the wait (the program is killed), fds = {[3] = Fd, ...}
+--   more descriptors to hand it)}
 -- @treturn[1] string "exited"/"signaled"
 -- @treturn[1] int code
 -- @treturn[1] string output
@@ -41,8 +42,9 @@ function M.capture(argv, timeout_ms, opts)
   local r, w = core.pipe()
   local inr, inw
   if opts.input then inr, inw = core.pipe() end
-  local proc, err, code = core.spawn { argv = argv, netns = opts.netns,
-    fds = { [0] = inr or false, [1] = w, [2] = w } }
+  local fds = { [0] = inr or false, [1] = w, [2] = w }
+  for n, fd in pairs(opts.fds or {}) do fds[n] = fd end
+  local proc, err, code = core.spawn { argv = argv, netns = opts.netns, fds = fds }
   w:close()
   if inr then inr:close() end
   if not proc then

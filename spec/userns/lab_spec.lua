@@ -460,3 +460,22 @@ describe("a lab subnet that overlaps the backend's network", function()
     assert.is_nil(core.lstat(dir .. "/rootlessnetns"))
   end)
 end)
+
+describe("a runtime directory with a space in its path", function()
+  after_each(function() helper.cleanup_dirs() end)
+
+  userns_it("connects namespaces all the same", function()
+    local xdg = helper.runtime_dir() .. "/with space"
+    assert(core.mkdir(xdg, tonumber("700", 8)))
+    local env = { XDG_RUNTIME_DIR = xdg }
+    local function ok(...)
+      local code, out, err = helper.cli({ "--backend", "slirp4netns", ... }, env)
+      assert.equal(0, code, err)
+      return out
+    end
+    ok("netns", "add", "a")
+    ok("netns", "connect", "a")
+    ok("netns", "exec", "a", "ip", "-o", "addr", "show", "eth0")
+    ok("cleanup")
+  end)
+end)

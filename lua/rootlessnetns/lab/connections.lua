@@ -25,10 +25,11 @@ local M = {}
 --- Host-side veths are this prefix and the lease's index.
 M.HOST_IF_PREFIX = instance.LAB_VETH_PREFIX
 
---- Run a program with @input on its stdin inside the netns pinned at @pin.
+--- Run a program with @input on its stdin inside the netns pinned at @pin
+-- (@fds: more descriptors to hand it, as child.capture's).
 -- @treturn[1] true
 -- @return[2] nil, "prog: its output"
-function M.run_in(pin, argv, input)
+function M.run_in(pin, argv, input, fds)
   local netfd, err = core.open(pin, "r")
   if not netfd then return nil, err end
   local path = child.which(argv[1])
@@ -38,7 +39,7 @@ function M.run_in(pin, argv, input)
   end
   local cmd = table.move(argv, 1, #argv, 1, {})
   cmd[1] = path
-  local how, status, output = child.capture(cmd, 30000, { netns = netfd, input = input })
+  local how, status, output = child.capture(cmd, 30000, { netns = netfd, input = input, fds = fds })
   netfd:close()
   if not how then return nil, status end
   if how == "exited" and status == 0 then return true end
@@ -47,9 +48,14 @@ function M.run_in(pin, argv, input)
   return nil, ("%s: %s"):format(argv[1], output ~= "" and output or (how .. " " .. tostring(status)))
 end
 
-local function ip_batch(pin, lines)
-  return M.run_in(pin, { "ip", "-batch", "-" }, table.concat(lines, "\n") .. "\n")
+local function ip_batch(pin, lines, fds)
+  return M.run_in(pin, { "ip", "-batch", "-" }, table.concat(lines, "\n") .. "\n", fds)
 end
+
+-- Where ip finds a namespace handed to it as fd 3: a path with no space
+-- or quote in it, whatever $XDG_RUNTIME_DIR holds (ip -batch splits its
+-- lines into words).
+local PEER_FD, PEER_PATH = 3, "/proc/self/fd/3"
 
 --- Remove what interrupted connects left: leases that never completed,
 -- and host-side veths that no completed lease names (a damaged leases
@@ -190,7 +196,16 @@ function M.connect(ns, name, pin, net, up, requested_ip)
   core.fault_point("connect-reserved")
 
   ok, err = ensure_bridge(ns, net)
-  if ok then ok, err = ip_batch(p.pin, text.veth(lease, c, pin)) end
+  if ok then
+    local peer
+    peer, err = core.open(pin, "r")
+    if peer then
+      ok, err = ip_batch(p.pin, text.veth(lease, c, PEER_PATH), { [PEER_FD] = peer })
+      peer:close()
+    else
+      ok = nil
+    end
+  end
   core.fault_point("connect-veth")
   if ok then ok, err = ip_batch(pin, text.address(lease, c)) end
   core.fault_point("connect-configured")
