@@ -86,6 +86,34 @@ function M.check_started(name, res)
   return res
 end
 
+--- Lines of a backend's output that never say why it failed.
+M.OUTPUT_NOISE = { "^WARNING:", "^[Ww]arning:", "syslog", "^child failed%(%d+%)$" }
+
+local function escaped(line)
+  return (line:gsub("[%c\127]", function(c) return ("\\x%02x"):format(c:byte()) end))
+end
+
+--- What a backend's output says about its failure, in one line: its
+-- first line that is not noise (or its last line), control characters
+-- escaped, at most 240 characters.  The whole of it is for the debug log.
+function M.summary(output)
+  local lines = {}
+  for line in tostring(output or ""):gsub("\r", "\n"):gmatch("[^\n]+") do
+    line = escaped(line:match("^%s*(.-)%s*$"))
+    if line ~= "" then lines[#lines + 1] = line end
+  end
+  local chosen = lines[#lines] or ""
+  for _, line in ipairs(lines) do
+    local noise = false
+    for _, pattern in ipairs(M.OUTPUT_NOISE) do
+      if line:find(pattern) then noise = true break end
+    end
+    if not noise then chosen = line break end
+  end
+  if #chosen > 240 then chosen = chosen:sub(1, 237) .. "..." end
+  return chosen
+end
+
 M.BUILTIN = { pasta = "rootlessnetns.backend.pasta", slirp4netns = "rootlessnetns.backend.slirp4netns" }
 
 local function names()

@@ -33,6 +33,13 @@ local errno = core.errno
 
 local M = {}
 
+--- What to suggest when a backend's failure says this.
+M.START_HINTS = {
+  { when = "/dev/net/tun", hint = "/dev/net/tun must be readable and writable by you; 0666 is the usual mode" },
+  { when = "tun socket", hint = "/dev/net/tun must be readable and writable by you; 0666 is the usual mode" },
+  { when = "[Aa]pp[Aa]rmor", hint = "AppArmor confines this backend; try backend = \"slirp4netns\"" },
+}
+
 --- The host-side veths of `netns connect` are this prefix and a number
 -- (rootlessnetns.lab names them; they are no backend's).
 M.LAB_VETH_PREFIX = "rlnsv"
@@ -199,8 +206,11 @@ function M.start_backend(ns, created)
     if created then core.rmtree(p.dir) end
     if signo then return nil, tostring(err), errno.EINTR, "signal", signo end
     err = tostring(err)
-    if err:find("/dev/net/tun", 1, true) then
-      err = err .. " (hint: /dev/net/tun must be readable and writable by you; 0666 is the usual mode)"
+    for _, h in ipairs(M.START_HINTS) do
+      if err:find(h.when) then
+        err = err .. " (hint: " .. h.hint .. ")"
+        break
+      end
     end
     return nil, ("rootless netns: start %s: %s"):format(backend and backend.name or "backend", err)
   end

@@ -129,3 +129,21 @@ describe("the backend contract", function()
     assert.equal("backend b: start returned a string, not a table", select(2, backends.check_started("b", "x")))
   end)
 end)
+
+describe("a backend's failure in one line", function()
+  it("takes the line that says why, not the warnings around it", function()
+    assert.equal('open("/dev/net/tun"): Permission denied', backends.summary(table.concat({
+      'open("/dev/net/tun"): Permission denied', "WARNING: Support for seccomp is experimental",
+      "WARNING: Support for IPv6 is experimental", "child failed(1)",
+      "WARNING: Support for seccomp is experimental", "" }, "\n")))
+    assert.equal("Failed to open tun socket in namespace",
+      backends.summary("Failed to send 45 bytes to syslog\nFailed to open tun socket in namespace\n"))
+  end)
+
+  it("escapes control characters and stays short", function()
+    assert.equal("bad\\x1b[31m red\\x00 nul", backends.summary("\r\nbad\27[31m red\0 nul\r\n"))
+    assert.equal(240, #backends.summary(("x"):rep(1000)))
+    assert.equal("WARNING: only warnings", backends.summary("WARNING: x\nWARNING: only warnings\n"))
+    assert.equal("", backends.summary(nil))
+  end)
+end)

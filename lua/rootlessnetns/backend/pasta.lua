@@ -138,7 +138,9 @@ function M.start(ctx)
   end
   if not how then return nil, "start pasta: " .. tostring(out), signo end
   if how ~= "exited" or code ~= 0 then
-    return nil, ("pasta failed with %s %d: %s"):format(how == "exited" and "exit code" or "signal", code, out)
+    log.debug("pasta's output:\n%s", out)
+    return nil, ("pasta failed with %s %d: %s"):format(how == "exited" and "exit code" or "signal", code,
+      require("rootlessnetns.backends").summary(out))
   end
   if out ~= "" then log.info("pasta logged warnings: %s", out) end
   core.fault_point("backend-spawned")

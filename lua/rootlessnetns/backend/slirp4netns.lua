@@ -83,10 +83,11 @@ function M.argv(path, opts, features, pin)
   return argv
 end
 
+--- The backend log's gist in one line; all of it in the debug log.
 local function read_log(path)
   local text = core.readfile(path, 65536) or ""
-  text = text:gsub("%s+$", "")
-  return text
+  log.debug("slirp4netns log `%s`:\n%s", path, text)
+  return require("rootlessnetns.backends").summary(text)
 end
 
 local function write_sysctl(path, value)
