@@ -3,6 +3,7 @@
 local core = require "rootlessnetns"
 local child = require "rootlessnetns.child"
 local holder = require "rootlessnetns.holder"
+local procs = require "rootlessnetns.procs"
 local state = require "rootlessnetns.state"
 
 -- (Lua has no octal literals)
@@ -16,8 +17,30 @@ local function num(path)
   return s and tonumber(s:match("%-?%d+"))
 end
 
+--- The first range of @size ids from 100000 on, in steps of @size, that
+-- no line of @texts (subuid and subgid files) uses, for any user.
+function M.free_range(texts, size)
+  local used = {}
+  for _, text in ipairs(texts) do
+    for line in (text or ""):gmatch("[^\n]+") do
+      local start, count = line:match("^%s*[^:#%s][^:]*:(%d+):(%d+)%s*$")
+      if start then used[#used + 1] = { tonumber(start), tonumber(start) + tonumber(count) } end
+    end
+  end
+  local start = 100000
+  while true do
+    local clash
+    for _, r in ipairs(used) do
+      if start < r[2] and r[1] < start + size then clash = r break end
+    end
+    if not clash then return start, start + size - 1 end
+    start = start + size
+  end
+end
+
 --- Run every check.
--- @tparam table env {getenv, uid, gid, user, root (path prefix for specs)}
+-- @tparam table env {getenv, uid, gid, user (default: the name of uid in
+--   /etc/passwd, never $USER), root (path prefix for specs)}
 -- @treturn table list of {name, status = "ok"|"warn"|"fail", detail, fix}
 function M.run(env)
   local getenv = env.getenv or os.getenv
@@ -49,17 +72,20 @@ function M.run(env)
   end
 
   -- subordinate ids
-  local user = env.user or getenv("USER") or tostring(uid)
-  local subuid = holder.parse_subids(read(root .. "/etc/subuid"), user, uid)
-  local subgid = holder.parse_subids(read(root .. "/etc/subgid"), user, uid)
+  -- the name of the real uid, as the holder maps it ($USER may be unset or lie)
+  local user = env.user or procs.user_name(uid, root .. "/etc/passwd") or tostring(uid)
+  local subuid_text, subgid_text = read(root .. "/etc/subuid"), read(root .. "/etc/subgid")
+  local subuid = holder.parse_subids(subuid_text, user, uid)
+  local subgid = holder.parse_subids(subgid_text, user, uid)
   if #subuid > 0 and #subgid > 0 then
     local n = 0
     for _, r in ipairs(subuid) do n = n + r.count end
     add("subordinate ids", "ok", ("%d uids from /etc/subuid, %d gid ranges from /etc/subgid"):format(n, #subgid))
   else
+    local first, last = M.free_range({ subuid_text, subgid_text }, 65536)
     add("subordinate ids", "warn",
       ("no ranges for %s in /etc/subuid and /etc/subgid: only uid 0 will exist inside"):format(user),
-      ("usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s"):format(user))
+      ("usermod --add-subuids %d-%d --add-subgids %d-%d %s"):format(first, last, first, last, user))
   end
 
   -- newuidmap / newgidmap

@@ -33,8 +33,8 @@ function M.has_arg(pid, arg)
 end
 
 --- The name of user @uid, from /etc/passwd (nil when it has none).
-function M.user_name(uid)
-  local passwd = io.open("/etc/passwd", "r")
+function M.user_name(uid, passwd_path)
+  local passwd = io.open(passwd_path or "/etc/passwd", "r")
   if not passwd then return nil end
   for line in passwd:lines() do
     local name, id = line:match("^([^:]*):[^:]*:(%d+):")

@@ -72,3 +72,40 @@ describe("doctor on the command line", function()
     assert.matches("fail  XDG_RUNTIME_DIR", out)
   end)
 end)
+
+describe("doctor's subordinate ids", function()
+  after_each(function() helper.cleanup_dirs() end)
+
+  local function fake_root(passwd, subuid, subgid)
+    local root = helper.tmpdir()
+    assert(core.mkdir(root .. "/etc"))
+    helper.write(root .. "/etc/passwd", passwd)
+    helper.write(root .. "/etc/subuid", subuid)
+    helper.write(root .. "/etc/subgid", subgid)
+    return root
+  end
+
+  it("names the real uid's user, whatever $USER says", function()
+    local root = fake_root("root:x:0:0::/root:/bin/sh\nalice:x:4321:4321::/home/alice:/bin/sh\n",
+      "alice:200000:65536\n", "alice:200000:65536\n")
+    for _, user in ipairs { false, "root" } do
+      local r = by_name(doctor.run { root = root, uid = 4321,
+        getenv = function(k) if k == "USER" then return user or nil end return os.getenv(k) end })
+      assert.equal("ok", r["subordinate ids"].status)
+    end
+  end)
+
+  it("suggests a range that no user has in either file", function()
+    local root = fake_root("bob:x:4322:4322::/home/bob:/bin/sh\n",
+      "alice:100000:65536\ncarol:231072:65536\n", "alice:100000:65536\ndave:165536:1000\n")
+    local r = by_name(doctor.run { root = root, uid = 4322, getenv = os.getenv })
+    assert.equal("warn", r["subordinate ids"].status)
+    assert.equal("usermod --add-subuids 296608-362143 --add-subgids 296608-362143 bob", r["subordinate ids"].fix)
+  end)
+
+  it("finds free ranges around the used ones", function()
+    assert.same({ 100000, 165535 }, { doctor.free_range({ "", nil }, 65536) })
+    assert.same({ 165536, 231071 }, { doctor.free_range({ "a:100000:65536\n", "" }, 65536) })
+    assert.same({ 231072, 296607 }, { doctor.free_range({ "a:100000:65536\n", "b:170000:10\n" }, 65536) })
+  end)
+end)
