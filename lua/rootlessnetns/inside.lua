@@ -54,6 +54,16 @@ function M.resolve_command(cmd)
   return resolved
 end
 
+--- The exit status a Lua function run inside means by returning @res:
+-- nothing or true 0, false 1, an integer 0-255 itself; nil for anything
+-- else (a mistake, not a success).
+function M.status_of(res)
+  if res == nil or res == true then return 0 end
+  if res == false then return 1 end
+  if math.type(res) == "integer" and res >= 0 and res <= 255 then return res end
+  return nil
+end
+
 local EXIT_OF_STAGE = { exec = 126, setup = 125, ["function"] = 125 }
 
 --- Child side: enter the netns, private mounts, then exec or call.
@@ -79,9 +89,14 @@ local function child_main(netfd, plan, cmd, env, report)
   if type(cmd) == "function" then
     local fok, res = pcall(cmd)
     if not fok then fail("function", tostring(res), 0) end
+    local status = M.status_of(res)
+    if not status then
+      fail("function", ("the function returned %s; it must return an exit status (0 to 255), "
+        .. "true, false or nothing"):format(math.type(res) or type(res)), errno.EINVAL)
+    end
     io.stdout:flush()
     io.stderr:flush()
-    core._exit(math.type(res) == "integer" and res or (res == false and 1 or 0))
+    core._exit(status)
   end
   log.debug("exec %s", table.concat(cmd, " "))
   local _, eerr, ecode = core.exec(cmd, env)

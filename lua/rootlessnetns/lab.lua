@@ -20,7 +20,6 @@
 -- repair of what an interrupted connect left), rootlessnetns.lab.text
 -- (the ip and nft text, pure).
 local core = require "rootlessnetns"
-local cjson = require "cjson.safe"
 local addrpool = require "rootlessnetns.addrpool"
 local connections = require "rootlessnetns.lab.connections"
 local inside = require "rootlessnetns.inside"
@@ -132,7 +131,7 @@ function Lab:add(name)
 end
 
 --- The named namespaces, sorted by name.
--- @treturn[1] table list of {name, path, live, address (or cjson.null), pids}
+-- @treturn[1] table list of {name, path, live, address (nil when not connected), pids}
 function Lab:list()
   local s <close>, serr, scode, sstage, ssig = session.begin(self.ns, false)
   if not s then return nil, serr, scode, sstage, ssig end
@@ -150,7 +149,7 @@ function Lab:list()
         name = name,
         path = self:_pin(name),
         live = live,
-        address = lease and (lease.address .. "/" .. lease.prefix) or cjson.null,
+        address = lease and (lease.address .. "/" .. lease.prefix) or nil,
       }
       if live then live_pins[#live_pins + 1] = self:_pin(name) end
     end

@@ -20,7 +20,6 @@
 -- rootlessnetns.inside (how a command gets in).  This file is the order
 -- in which each method does those.
 local core = require "rootlessnetns"
-local cjson = require "cjson.safe"
 local config = require "rootlessnetns.config"
 local holder = require "rootlessnetns.holder"
 local inside = require "rootlessnetns.inside"
@@ -239,15 +238,15 @@ function Netns:status()
     up = false,
     state_dir = p.base,
     pin = p.pin,
-    holder = { pid = h and h.pid or cjson.null, alive = h ~= nil },
-    backend = { name = cjson.null, pid = cjson.null, alive = false },
+    holder = { pid = h and h.pid or nil, alive = h ~= nil },
+    backend = { alive = false },
     refs = { nets = 0, runs = 0 },
   }
   local entered = session.enter_holder(self, false)
   local live = entered and core.nsfs(p.pin) or false
   local brec = state.read_json(p.backend)
   if brec and (brec.noprocess or state.valid_identity(brec)) then
-    out.backend = { name = brec.name, pid = brec.pid or cjson.null,
+    out.backend = { name = brec.name, pid = brec.pid,
       alive = instance.backend_alive(self, brec) }
   end
   local nets = state.read_count(p.refcount)
@@ -279,9 +278,9 @@ function Netns:info()
     end
   end
   return {
-    IPAddresses = info.IPAddresses or cjson.null,
-    DnsForwardIps = info.DnsForwardIps or cjson.null,
-    MapGuestIps = info.MapGuestIps or cjson.null,
+    IPAddresses = info.IPAddresses,
+    DnsForwardIps = info.DnsForwardIps,
+    MapGuestIps = info.MapGuestIps,
     backend = st.backend.name,
     backend_pid = st.backend.pid,
     holder_pid = st.holder.pid,

@@ -19,6 +19,10 @@ local errno = core.errno
 
 local M = {}
 
+--- Linux's PATH_MAX, and room for the names we put below the deepest
+-- directory we make.
+M.PATH_MAX, M.PATH_SLACK = 4096, 128
+
 -- The holder this process joined: in-process handles only (the CLI).
 -- setns into the same user namespace twice fails, and once in, we stay.
 local joined
@@ -34,6 +38,14 @@ function M.open(ns)
   -- where named namespaces are pinned (podman's directory for its own)
   ns.named_dir = runtime_dir .. "/netns"
   local base = ns.cfg.state_dir or (runtime_dir .. "/rootlessnetns")
+  -- The commands' /run keeps $XDG_RUNTIME_DIR at its own path, inside our
+  -- directory: the longest path we make is both end to end.  Refused
+  -- here, before anything is made, not at every run.
+  local longest = #base + #"/rootless-netns/run" + #runtime_dir + M.PATH_SLACK
+  if longest > M.PATH_MAX then
+    return nil, ("XDG_RUNTIME_DIR `%s...` is %d characters long: the paths made inside it would pass "
+      .. "PATH_MAX (%d); use a shorter one"):format(runtime_dir:sub(1, 40), #runtime_dir, M.PATH_MAX)
+  end
   local ok, perr = state.prepare_base(base, uid)
   if not ok then return nil, perr end
   ns.paths = state.paths(base)

@@ -94,6 +94,43 @@ describe("an embedding program", function()
     assert.is_nil(core.lstat(marker), "the command ran")
   end)
 
+  userns_it("says nothing (nil, never cjson.null) for what is missing", function()
+    local res = assert(helper.in_child(function()
+      local ns = handle()
+      local down = ns:status()
+      assert(ns:setup())
+      local info = ns:info()
+      local l = require("rootlessnetns.lab").new(ns)
+      assert(l:add("web"))
+      local entry = l:list()[1]
+      ns:cleanup { holder = true }
+      return { down_pid = down.backend.pid == nil, down_name = down.backend.name == nil,
+        holder = down.holder.pid == nil, map_guest = info.MapGuestIps == nil, address = entry.address == nil }
+    end))
+    assert.same({ down_pid = true, down_name = true, holder = true, map_guest = true, address = true }, res)
+  end)
+
+  userns_it("a Lua function run inside must return an exit status", function()
+    local res = assert(helper.in_child(function()
+      local ns = handle()
+      local out = {}
+      for i, ret in ipairs { "yes", 300, 2.5, 7, true, false } do
+        local r = table.pack(ns:run(function() return ret end))
+        out[i] = { r[1] or false, r[2], r[4] or false }
+      end
+      ns:cleanup { holder = true }
+      return out
+    end))
+    for i = 1, 3 do
+      assert.is_false(res[i][1], "a bad return was taken for a status")
+      assert.matches("it must return an exit status", res[i][2])
+      assert.equal("function", res[i][3])
+    end
+    assert.same({ "exited", 7, false }, res[4])
+    assert.same({ "exited", 0, false }, res[5])
+    assert.same({ "exited", 1, false }, res[6])
+  end)
+
   userns_it("a Lua error in a config hook comes back as a message", function()
     local res = assert(helper.in_child(function()
       local ns = handle { mounts = function() error("boom", 0) end }

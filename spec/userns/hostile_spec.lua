@@ -93,6 +93,20 @@ describe("a hostile environment", function()
     helper.cli({ "cleanup" }, env)
   end)
 
+  it("refuses an XDG_RUNTIME_DIR too long to build inside, before anything is made", function()
+    local dir = helper.tmpdir()
+    local xdg = dir
+    while #xdg < 2050 do
+      xdg = xdg .. "/" .. ("d"):rep(200)
+      assert(core.mkdir(xdg, tonumber("700", 8)))
+    end
+    local code, _, err = helper.cli({ "--backend", "slirp4netns", "setup" }, { XDG_RUNTIME_DIR = xdg })
+    assert.equal(125, code)
+    one_line(err)
+    assert.matches("characters long: the paths made inside it would pass PATH_MAX", err)
+    assert.same({}, core.listdir(xdg))
+  end)
+
   userns_it("names the fix when newuidmap is missing", function()
     if not core.lstat("/etc/subuid") then return end
     local dir = helper.runtime_dir()

@@ -1,5 +1,4 @@
 --- `rootlessnetns netns add|list|exec|del|connect|disconnect`.
-local cjson = require "cjson.safe"
 local exit = require "rootlessnetns.cli.exit"
 local output = require "rootlessnetns.cli.output"
 
@@ -16,14 +15,17 @@ function handlers.list(l, opts)
   local entries, err, code, stage, signo = l:list()
   if not entries then return exit.of_failure(err, code, stage, signo) end
   if opts.json then
-    for _, e in ipairs(entries) do e.pids = output.json_list(e.pids) end
+    for i, e in ipairs(entries) do
+      e.pids = output.json_list(e.pids)
+      entries[i] = output.with_nulls(e, { address = true })
+    end
     output.json_lists(output.json_list(entries))
     return 0
   end
   local rows = {}
   for _, e in ipairs(entries) do
     rows[#rows + 1] = { e.name, e.live and "live" or "stale",
-      e.address ~= cjson.null and e.address or "-", #e.pids > 0 and table.concat(e.pids, ",") or "-" }
+      e.address or "-", #e.pids > 0 and table.concat(e.pids, ",") or "-" }
   end
   output.table({ "NAME", "STATE", "ADDRESS", "PROCESSES" }, rows)
   return 0

@@ -22,6 +22,22 @@ function M.json_lists(value)
   io.stdout:write(text, "\n")
 end
 
+--- A copy of @value for JSON: each key that @shape names and @value
+-- lacks is JSON's null (the Lua API says nothing for what is missing;
+-- a JSON reader gets every key).  @shape: key -> true, or a shape.
+function M.with_nulls(value, shape)
+  local out = {}
+  for k, v in pairs(value) do out[k] = v end
+  for k, sub in pairs(shape) do
+    if out[k] == nil then
+      out[k] = cjson.null
+    elseif type(sub) == "table" and type(out[k]) == "table" then
+      out[k] = M.with_nulls(out[k], sub)
+    end
+  end
+  return out
+end
+
 --- A list as "a, b", or "-" when empty.
 function M.list(v)
   if type(v) ~= "table" or #v == 0 then return "-" end

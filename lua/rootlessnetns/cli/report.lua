@@ -1,5 +1,4 @@
 --- `rootlessnetns info|status [--json]`.
-local cjson = require "cjson.safe"
 local exit = require "rootlessnetns.cli.exit"
 local output = require "rootlessnetns.cli.output"
 
@@ -21,7 +20,7 @@ function print_report.info(info)
 end
 
 function print_report.status(st)
-  local backend = st.backend.name ~= cjson.null and st.backend.name or "-"
+  local backend = st.backend.name or "-"
   output.rows {
     { "state", st.up and "up" or "down" },
     { "netns", st.netns and st.pin or "-" },
@@ -32,9 +31,20 @@ function print_report.status(st)
   }
 end
 
+-- Every key of the JSON reports, null when the Lua API has nothing.
+local JSON_SHAPE = {
+  info = { IPAddresses = true, DnsForwardIps = true, MapGuestIps = true, backend = true, backend_pid = true,
+    holder_pid = true },
+  status = { holder = { pid = true }, backend = { name = true, pid = true } },
+}
+
 return function(ns, opts)
   local report, err, code, stage, signo = ns[opts.command](ns)
   if not report then return exit.of_failure(err, code, stage, signo) end
-  if opts.json then output.json(report) else print_report[opts.command](report) end
+  if opts.json then
+    output.json(output.with_nulls(report, JSON_SHAPE[opts.command]))
+  else
+    print_report[opts.command](report)
+  end
   return 0
 end
