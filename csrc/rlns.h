@@ -109,7 +109,6 @@ void rlns_open_proc(lua_State *L);
 void rlns_open_fs(lua_State *L);
 void rlns_open_idmap(lua_State *L);
 void rlns_open_holder(lua_State *L);
-void rlns_open_title(lua_State *L);
 
 /* proc.c: helpers shared with spawn.c and holder.c */
 int rlns_proc_starttime(pid_t pid, unsigned long long *starttime, char *state);

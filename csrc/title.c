@@ -8,6 +8,9 @@
  * password) would show it for as long as it lives.  PR_SET_MM could point
  * the kernel elsewhere but needs CAP_SYS_RESOURCE; the area itself is
  * ordinary writable memory, so we overwrite it in place.
+ *
+ * Only for a forked child that never returns to its program's main (the
+ * holder): the program's own argv strings live in that area too.
  */
 #include "rlns.h"
 
@@ -93,37 +96,4 @@ rlns_set_proctitle(const char *title)
 	memset(area + n, 0, len - n);
 	area[len - 1] = ' ';
 	return 0;
-}
-
-/***
- * Show @title as this process's command line (/proc/self/cmdline, what ps
- * prints), in place of the arguments it was started with; for long-lived
- * processes forked from a command whose arguments may hold secrets.  The
- * title is cut to the length of the original command line.  The process
- * name (comm) is unchanged.
- * @function set_proctitle
- * @tparam string title
- * @treturn[1] true
- * @return[2] nil, message, errno
- */
-static int
-l_set_proctitle(lua_State *L)
-{
-	const char *title = luaL_checkstring(L, 1);
-
-	rlns_checknargs(L, 1);
-	if (rlns_set_proctitle(title) < 0)
-		return rlns_pushfail(L, errno, "set process title");
-	return rlns_pushtrue(L);
-}
-
-static const luaL_Reg title_funcs[] = {
-	{"set_proctitle", l_set_proctitle},
-	{NULL, NULL},
-};
-
-void
-rlns_open_title(lua_State *L)
-{
-	luaL_setfuncs(L, title_funcs, 0);
 }

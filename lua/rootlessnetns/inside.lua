@@ -66,8 +66,9 @@ end
 
 local EXIT_OF_STAGE = { exec = 126, setup = 125, ["function"] = 125 }
 
---- Child side: enter the netns, private mounts, then exec or call.
-local function child_main(netfd, plan, cmd, env, report)
+--- Child side: enter the netns, private mounts, wait for the word, then
+-- exec or call.
+local function child_main(netfd, plan, cmd, env, report, go)
   -- Short-lived and about to exec: collecting garbage would only copy
   -- the parent's heap pages (copy-on-write) for nothing.
   collectgarbage("stop")
@@ -86,6 +87,12 @@ local function child_main(netfd, plan, cmd, env, report)
   if not ok then fail("setup", err, code) end
   ok, err, code = mounts.apply(plan, log)
   if not ok then fail("setup", err, code) end
+  if go then
+    -- the parent records us first; its end of file instead of the word
+    -- means it could not (or died): the command must not run uncounted
+    if go:read(1) ~= "g" then core._exit(125) end
+    go:close()
+  end
   if type(cmd) == "function" then
     local fok, res = pcall(cmd)
     if not fok then fail("function", tostring(res), 0) end
@@ -104,11 +111,14 @@ local function child_main(netfd, plan, cmd, env, report)
 end
 
 --- Fork the child that runs @cmd (checked, resolved) inside the netns
--- pinned at @pin with the mount plan @plan.
+-- pinned at @pin with the mount plan @plan.  With @opts.held, the child
+-- waits before it runs the command until go(true) is called (the caller
+-- records it first); go(false), or the caller's death, ends it unrun.
 -- @treturn[1] Process
 -- @treturn[1] Fd its report
+-- @treturn[1] function go (with @opts.held)
 -- @return[2] nil, message, errno
-function M.spawn(pin, cmd, env, plan)
+function M.spawn(pin, cmd, env, plan, opts)
   local netfd, err, code = core.open(pin, "r")
   if not netfd then return nil, err, code end
   local report, merr, mcode = core.memfd()
@@ -116,16 +126,30 @@ function M.spawn(pin, cmd, env, plan)
     netfd:close()
     return nil, merr, mcode
   end
+  local go_r, go_w
+  if opts and opts.held then go_r, go_w = core.pipe() end
   io.stdout:flush()
   io.stderr:flush()
   local pid, ferr, fcode = core.fork()
   if not pid then
     netfd:close(); report:close()
+    if go_r then go_r:close(); go_w:close() end
     return nil, ferr, fcode
   end
-  if pid == 0 then child_main(netfd, plan, cmd, env, report) end
+  if pid == 0 then
+    if go_w then go_w:close() end
+    child_main(netfd, plan, cmd, env, report, go_r)
+  end
   netfd:close()
-  return assert(core.process(pid)), report
+  local go
+  if go_r then
+    go_r:close()
+    go = function(yes)
+      if yes then go_w:write("g") end
+      go_w:close()
+    end
+  end
+  return assert(core.process(pid)), report, go
 end
 
 --- Wait for the child of spawn (passing @signals on to it) and collect

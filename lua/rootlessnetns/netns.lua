@@ -78,9 +78,16 @@ end
 -- entry and, unless it could not be taken again, on return.
 -- @return how, status (or nil, message, errno, stage)
 local function run_counted(s, argv, env, plan, signals)
-  local proc, report, code = inside.spawn(s.paths.pin, argv, env, plan)
-  if not proc then return nil, report, code end
-  local rec = refs.add_run(s.paths, proc)
+  local proc, report, go = inside.spawn(s.paths.pin, argv, env, plan, { held = true })
+  if not proc then return nil, report, go end
+  -- recorded before it runs: a command we cannot count does not run
+  local rec, rerr = refs.add_run(s.paths, proc)
+  go(rec ~= nil)
+  if not rec then
+    proc:wait()
+    report:close()
+    return nil, ("cannot record the command's reference, so it was not run: %s"):format(rerr)
+  end
   core.fault_point("run-ref-added")
   s:unlock()
   local how, status, ecode, stage = inside.finish(proc, report, signals)

@@ -35,6 +35,17 @@ function M.add_run(paths, proc)
   local starttime, err = core.starttime(pid)
   if not starttime then return nil, err end
   local ok, werr = state.add_ref(paths, pid, starttime)
+  if not ok then
+    -- refs/ replaced by something else is ours to rebuild (its records
+    -- are lost with it: those commands run on uncounted until they end)
+    local st = core.lstat(paths.refs)
+    if not st or st.type ~= "directory" then
+      log.warn("`%s` is %s; rebuilding it", paths.refs, st and "not a directory" or "missing")
+      if (not st or core.unlink(paths.refs)) and core.mkdir(paths.refs, tonumber("700", 8)) then
+        ok, werr = state.add_ref(paths, pid, starttime)
+      end
+    end
+  end
   if not ok then return nil, werr end
   return { pid = pid, starttime = starttime }
 end

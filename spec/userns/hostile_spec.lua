@@ -107,6 +107,39 @@ describe("a hostile environment", function()
     assert.same({}, core.listdir(xdg))
   end)
 
+  userns_it("a run is counted or does not run: a damaged refs/ is rebuilt, an unwritable one refused", function()
+    local dir = helper.runtime_dir()
+    local env = { XDG_RUNTIME_DIR = dir }
+    local marker = helper.tmpdir() .. "/ran"
+    assert.equal(0, (helper.cli({ "--backend", "slirp4netns", "setup" }, env)))
+    local refs = dir .. "/rootlessnetns/rootless-netns/refs"
+    assert(core.rmtree(refs))
+    helper.write(refs, "not a directory")
+    local code, out, err = helper.cli({ "run", "--", "lua5.4", helper.CLI, "status" }, env)
+    assert.equal(0, code, err)
+    assert.matches("runs 1", out)
+    assert.matches("is not a directory; rebuilding it", err)
+    assert.equal("directory", core.lstat(refs).type)
+    -- read-only where the CLI works (in the holder's mount namespace),
+    -- as a full or failing file system would be
+    local st = require("cjson").decode((select(2, helper.cli({ "status", "--json" }, env))))
+    local holder = math.tointeger(st.holder.pid)
+    local function in_holder(cmd)
+      local how, status, output = require("rootlessnetns.child").capture({ "nsenter", "-t", tostring(holder),
+        "-U", "-m", "--preserve-credentials", "sh", "-c", cmd }, 10000)
+      assert.same({ "exited", 0 }, { how, status }, output)
+    end
+    in_holder(("mount --bind '%s' '%s' && mount -o remount,bind,ro '%s'"):format(refs, refs, refs))
+    code, out, err = helper.cli({ "run", "--", "touch", marker }, env)
+    in_holder(("umount '%s'"):format(refs))
+    assert.equal("", out)
+    assert.equal(125, code)
+    one_line(err)
+    assert.matches("cannot record the command's reference, so it was not run", err)
+    assert.is_nil(core.lstat(marker), "the command ran uncounted")
+    helper.cli({ "cleanup" }, env)
+  end)
+
   userns_it("names the fix when newuidmap is missing", function()
     if not core.lstat("/etc/subuid") then return end
     local dir = helper.runtime_dir()
