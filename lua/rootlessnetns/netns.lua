@@ -239,6 +239,8 @@ function Netns:status()
   local p = self.paths
   local lock <close>, lerr, lcode, lstage, lsig = session.lock(self, "sh")
   if not lock then return nil, lerr, lcode, lstage, lsig end
+  -- first: a holder that lost its record is found and adopted
+  local entered = session.enter_holder(self, false)
   local rec = state.read_json(p.holder)
   local h = rec and state.valid_identity(rec) and core.alive(rec.pid, rec.starttime) and rec or nil
   local out = {
@@ -249,7 +251,6 @@ function Netns:status()
     backend = { alive = false },
     refs = { nets = 0, runs = 0 },
   }
-  local entered = session.enter_holder(self, false)
   local live = entered and core.nsfs(p.pin) or false
   local brec = state.read_json(p.backend)
   if brec and (brec.noprocess or state.valid_identity(brec)) then

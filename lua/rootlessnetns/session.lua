@@ -92,7 +92,9 @@ function M.enter_holder(ns, may_create)
     return nil, "the holder this process joined has died; start a new process"
   end
   if not may_create and ns.cfg.userns == "auto" and not holder.in_child_userns() then
-    if not holder.recorded(ns.paths) then return false end
+    -- none recorded, and none running that lost its record (a holder
+    -- keeps the state dir as its fd 3): there is nothing to join
+    if not holder.recorded(ns.paths) and #holder.find_running(ns.paths.base) == 0 then return false end
   end
   local t0 = core.clock()
   local h, err, code, signo = holder.ensure(ns.paths, ns.ids, ns.cfg,

@@ -48,6 +48,7 @@ describe("the flow's decisions", function()
     return {
       ensure = function() return world.holder end,
       recorded = function() return world.holder end,
+      find_running = function() return {} end,
       in_child_userns = function() return false end,
       stop = function() return true end,
     }

@@ -251,6 +251,20 @@ describe("named namespaces", function()
     ok { "netns", "exec", "a", "ping", "-c", "1", "-W", "5", "10.89.0.1" }
   end)
 
+  userns_it("stay live when the holder's record is lost, and del still refuses while a process is inside", function()
+    ok { "netns", "add", "web" }
+    local proc = helper.cli({ "--config", cfg, "netns", "exec", "web", "sleep", "30" }, env, { wait = false })
+    assert(helper.eventually(function() return #(list()[1].pids) > 0 end, 10), "the process never started")
+    assert(core.unlink(base .. "/holder.json"))
+    assert.is_true(list()[1].live, "listed as stale")
+    assert(core.unlink(base .. "/holder.json"))
+    local code, _, err = cli { "netns", "del", "web" }
+    assert.equal(125, code)
+    assert.matches("still has 1 process inside", err)
+    proc:kill(core.SIGTERM)
+    proc:wait()
+  end)
+
   userns_it("repair a lease without its prefix, drop one without an address", function()
     ok { "netns", "add", "a" }
     ok { "netns", "add", "b" }

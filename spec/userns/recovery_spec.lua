@@ -81,6 +81,22 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
       end)
     end
 
+    userns_it("every command finds a live holder whose record was lost", function()
+      assert.equal(0, (cli { "setup", "--nets", "2" }))
+      local before = status()
+      assert(core.unlink(paths.holder))
+      local st = status()
+      assert.is_true(st.up, "status said down")
+      assert.equal(before.holder.pid, st.holder.pid)
+      assert(core.unlink(paths.holder))
+      assert.equal(0, (cli { "teardown" }))
+      st = status()
+      assert.is_true(st.up, "one teardown of two setups took it down")
+      assert.equal(1, st.refs.nets)
+      assert.equal(before.backend.pid, st.backend.pid)
+      assert_one_of_each(1)
+    end)
+
     userns_it("restarts a killed backend into the same namespace, with a warning", function()
       assert.equal(0, (cli { "setup" }))
       local before = status()
