@@ -98,6 +98,12 @@ function M.userns_it(it, pending)
   end
 end
 
+--- Are we run by valgrind?  (It keeps descriptors of its own in every
+-- process it runs, forked children included, and lays out their memory.)
+function M.under_valgrind()
+  return (os.getenv("LD_PRELOAD") or ""):find("vgpreload", 1, true) ~= nil
+end
+
 M.child_holders = {}
 
 --- Set up a holder (single mapping) in a child and join it there; for

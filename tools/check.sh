@@ -44,7 +44,7 @@ suite() {
 	shift
 	echo "check: $name"
 	"$@" -o TAP >"$log" 2>&1
-	grep -E -A6 "^not ok" "$log" | sed "s/^/  | /" | head -200
+	grep -a -E -A6 "^not ok" "$log" | sed "s/^/  | /" | head -200
 	if ! grep -qE '^1\.\.[0-9]+' "$log"; then
 		failed=$((failed + 1))
 		echo "check: $name: busted did not finish"
@@ -90,7 +90,7 @@ suite "all specs under valgrind" run valgrind -q --error-exitcode=99 --leak-chec
 if grep -l 'ERROR SUMMARY: [1-9]' /tmp/rootlessnetns-valgrind.*.log >/dev/null 2>&1; then
 	failed=$((failed + 1))
 	echo "check: valgrind reported errors:"
-	grep -h -B2 -A20 'Invalid\|definitely lost' /tmp/rootlessnetns-valgrind.*.log | head -60 | sed 's/^/  | /'
+	grep -a -h -B2 -A20 'Invalid\|definitely lost' /tmp/rootlessnetns-valgrind.*.log | head -60 | sed 's/^/  | /'
 else
 	passed=$((passed + 1))
 	echo "check: valgrind: no memory errors, no definite leaks"
