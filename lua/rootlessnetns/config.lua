@@ -41,6 +41,58 @@ function M.defaults()
   }
 end
 
+--- The keys a namespace is built from: once it runs, a command that asks
+-- for other values of these cannot have them without a new namespace.
+-- (The mount plan and the resolv.conf hook apply to each run instead.)
+M.BUILD_KEYS = {
+  "backend", "userns", "cni", "pasta_path", "pasta_options", "slirp4netns_path",
+  "slirp4netns.mtu", "slirp4netns.cidr", "slirp4netns.enable_ipv6", "slirp4netns.allow_host_loopback",
+  "slirp4netns.outbound_addr", "slirp4netns.outbound_addr6", "slirp4netns.enable_sandbox",
+  "slirp4netns.enable_seccomp",
+}
+
+--- The value of the dotted key @key in @cfg, as text to record and
+-- compare (a list joined, a backend table by its name, nil as "-").
+function M.build_value(cfg, key)
+  local v = cfg
+  for part in key:gmatch("[^.]+") do
+    if type(v) ~= "table" then v = nil break end
+    v = v[part]
+  end
+  if type(v) == "table" then
+    if v.start then return "custom:" .. tostring(v.name or "custom") end
+    local parts = {}
+    for i, x in ipairs(v) do parts[i] = tostring(x) end
+    return "[" .. table.concat(parts, " ") .. "]"
+  end
+  if v == nil then return "-" end
+  return tostring(v)
+end
+
+--- What the namespace made under @cfg is built from: key -> value text.
+function M.build_record(cfg)
+  local rec = {}
+  for _, key in ipairs(M.BUILD_KEYS) do rec[key] = M.build_value(cfg, key) end
+  return rec
+end
+
+--- Where @cfg asks for something other than the namespace @built (a
+-- build_record) was made with.  Only what @cfg sets away from the
+-- defaults counts: a command that asks for nothing in particular takes
+-- the namespace as it is.  "auto" takes any backend.
+-- @treturn table list of {key, want, have}
+function M.build_conflicts(cfg, built)
+  local defaults = M.defaults()
+  local out = {}
+  for _, key in ipairs(M.BUILD_KEYS) do
+    local want, default, have = M.build_value(cfg, key), M.build_value(defaults, key), built[key]
+    if type(have) == "string" and want ~= default and want ~= have then
+      out[#out + 1] = { key = key, want = want, have = have }
+    end
+  end
+  return out
+end
+
 local function one_of(list)
   local set = {}
   for _, v in ipairs(list) do set[v] = true end

@@ -8,6 +8,7 @@ local core = require "rootlessnetns"
 local cjson = require "cjson.safe"
 local inside = require "rootlessnetns.inside"
 local child = require "rootlessnetns.child"
+local config = require "rootlessnetns.config"
 local log = require "rootlessnetns.log"
 local mounts = require "rootlessnetns.mounts"
 local procs = require "rootlessnetns.procs"
@@ -202,7 +203,7 @@ function M.start_backend(ns, created)
     -- process a half-done start left (pasta's daemon, say).
     M.stop_backend(ns)
     core.netns_unmount(p.pin, 5000)
-    for _, f in ipairs { p.backend, p.info, p.pidfile } do core.unlink(f) end
+    for _, f in ipairs { p.backend, p.info, p.pidfile, p.built } do core.unlink(f) end
     if created then core.rmtree(p.dir) end
     if signo then return nil, tostring(err), errno.EINTR, "signal", signo end
     err = tostring(err)
@@ -246,8 +247,38 @@ function M.start_backend(ns, created)
     core.netns_unmount(p.pin, 5000)
     return nil, werr
   end
+  -- what it is built from, for the commands that come later (the
+  -- backend by the name it has: "auto" resolved)
+  local built = config.build_record(cfg)
+  built.backend = type(cfg.backend) == "table" and built.backend or backend.name
+  state.write_json(p.built, built)
   core.fault_point("backend-recorded")
   return { created = created, backend = backend.name, pid = res.pid }
+end
+
+--- Does the command's config ask for something the running namespace
+-- was not built with?  One line naming each difference and the fix.
+local function check_built(ns)
+  local built = state.read_json(ns.paths.built)
+  if type(built) ~= "table" then return true end -- (made before we recorded it)
+  local cfg = ns.cfg
+  local conflicts = config.build_conflicts(cfg, built)
+  -- a backend named by the command is compared by the name it runs as
+  if cfg.backend ~= "auto" and type(cfg.backend) == "string" and type(built.backend) == "string" then
+    for i = #conflicts, 1, -1 do
+      if conflicts[i].key == "backend" then table.remove(conflicts, i) end
+    end
+    if built.backend ~= cfg.backend then
+      table.insert(conflicts, 1, { key = "backend", want = cfg.backend, have = built.backend })
+    end
+  end
+  if #conflicts == 0 then return true end
+  local parts = {}
+  for _, c in ipairs(conflicts) do
+    parts[#parts + 1] = ("%s is %s, this command asks for %s"):format(c.key, c.have, c.want)
+  end
+  return nil, ("the running rootless netns was built otherwise: %s; `rootlessnetns teardown` (or `cleanup`) "
+    .. "it first, or drop the option"):format(table.concat(parts, "; ")), errno.EBUSY
 end
 
 --- Reuse a live namespace, repair a broken one, or create it.  Lock held.
@@ -255,6 +286,8 @@ function M.get_or_create(ns, h)
   local p = ns.paths
   local is_ns, nerr, code = core.nsfs(p.pin)
   if is_ns then
+    local ok, cerr, ccode = check_built(ns)
+    if not ok then return nil, cerr, ccode end
     local rec, rerr = state.read_json(p.backend)
     if M.backend_alive(ns, rec) then
       log.debug("reusing netns `%s` with %s (pid %s)", p.pin, tostring(rec.name), tostring(rec.pid or "-"))

@@ -97,6 +97,7 @@ function M.paths(base)
     run = dir .. "/run",
     log = dir .. "/backend.log",
     leases = dir .. "/leases.json",
+    built = dir .. "/built-from.json",
     names = base .. "/netns",
   }
 end

@@ -104,3 +104,17 @@ describe("config", function()
     end
   end)
 end)
+
+describe("what a namespace is built from", function()
+  it("counts only what a command asks for away from the defaults", function()
+    local built = config.build_record(assert(config.validate { slirp4netns = { mtu = 1500 } }))
+    assert.same({}, config.build_conflicts(assert(config.validate {}), built))
+    assert.same({}, config.build_conflicts(assert(config.validate { slirp4netns = { mtu = 1500 } }), built))
+    assert.same({ { key = "slirp4netns.mtu", want = "9000", have = "1500" } },
+      config.build_conflicts(assert(config.validate { slirp4netns = { mtu = 9000 } }), built))
+    assert.same({ { key = "slirp4netns.allow_host_loopback", want = "true", have = "false" } },
+      config.build_conflicts(assert(config.validate { slirp4netns = { allow_host_loopback = true } }), built))
+    assert.same({ { key = "pasta_options", want = "[-t 8080]", have = "[]" } },
+      config.build_conflicts(assert(config.validate { pasta_options = { "-t", "8080" } }), built))
+  end)
+end)

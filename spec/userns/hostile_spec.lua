@@ -140,6 +140,36 @@ describe("a hostile environment", function()
     helper.cli({ "cleanup" }, env)
   end)
 
+  userns_it("refuses a command whose config disagrees with the running namespace", function()
+    local dir = helper.runtime_dir()
+    local env = { XDG_RUNTIME_DIR = dir }
+    local cfgdir = helper.tmpdir()
+    helper.write(cfgdir .. "/loopback.lua", "return { slirp4netns = { allow_host_loopback = true } }\n")
+    assert.equal(0, (helper.cli({ "--backend", "slirp4netns", "setup" }, env)))
+    for _, case in ipairs {
+      { { "--backend", "pasta" }, "backend is slirp4netns, this command asks for pasta" },
+      { { "--config", helper.ROOT .. "/examples/loopback-only-backend.lua" },
+        "backend is slirp4netns, this command asks for custom:loopback%-only" },
+      { { "--config", cfgdir .. "/loopback.lua" },
+        "slirp4netns%.allow_host_loopback is false, this command asks for true" },
+    } do
+      local args = table.move(case[1], 1, #case[1], 1, {})
+      table.move({ "run", "--", "true" }, 1, 3, #args + 1, args)
+      local code, _, err = helper.cli(args, env)
+      assert.equal(125, code, table.concat(args, " "))
+      one_line(err)
+      assert.matches(case[2], err)
+      assert.matches("`rootlessnetns teardown` %(or `cleanup`%) it first", err)
+    end
+    -- asking for nothing in particular, or for what runs, is fine
+    assert.equal(0, (helper.cli({ "run", "--", "true" }, env)))
+    assert.equal(0, (helper.cli({ "--backend", "slirp4netns", "run", "--", "true" }, env)))
+    assert.equal(0, (helper.cli({ "teardown" }, env)))
+    local code, _, err = helper.cli({ "--config", cfgdir .. "/loopback.lua", "run", "--", "true" }, env)
+    assert.equal(0, code, err)
+    helper.cli({ "cleanup" }, env)
+  end)
+
   userns_it("names the fix when newuidmap is missing", function()
     if not core.lstat("/etc/subuid") then return end
     local dir = helper.runtime_dir()
