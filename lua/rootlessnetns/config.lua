@@ -28,6 +28,7 @@ function M.defaults()
     userns = "auto",
     mounts = nil,              -- function(plan, ctx) -> plan
     resolv_conf = nil,         -- function(text, ctx) -> text
+    host_resolv_conf = nil,    -- the host's resolver config (default /etc/resolv.conf)
     cni = false,
     state_dir = nil,           -- default $XDG_RUNTIME_DIR/rootlessnetns
     ready_timeout = 10,        -- seconds a backend may take to become ready
@@ -45,7 +46,7 @@ end
 -- for other values of these cannot have them without a new namespace.
 -- (The mount plan and the resolv.conf hook apply to each run instead.)
 M.BUILD_KEYS = {
-  "backend", "userns", "cni", "pasta_path", "pasta_options", "slirp4netns_path",
+  "backend", "userns", "cni", "host_resolv_conf", "pasta_path", "pasta_options", "slirp4netns_path",
   "slirp4netns.mtu", "slirp4netns.cidr", "slirp4netns.enable_ipv6", "slirp4netns.allow_host_loopback",
   "slirp4netns.outbound_addr", "slirp4netns.outbound_addr6", "slirp4netns.enable_sandbox",
   "slirp4netns.enable_seccomp",
@@ -177,6 +178,7 @@ end
 M.schema = {
   backend = { types = { "string", "table" }, check = backend_value },
   pasta_path = { types = { "string" }, check = absolute },
+  host_resolv_conf = { types = { "string" }, check = absolute },
   pasta_options = { types = { "table" }, check = list_of_strings },
   slirp4netns_path = { types = { "string" }, check = absolute },
   slirp4netns = {

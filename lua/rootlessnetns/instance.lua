@@ -220,27 +220,22 @@ function M.start_backend(ns, created)
   else
     core.writefile(p.pidfile, tostring(res.pid), PRIVATE_FILE)
   end
-  local text = resolvconf.generate {
-    host = state.read_host_file("/etc/resolv.conf") or "",
-    read = state.read_host_file,
-    nameservers = res.nameservers,
-    ipv6 = res.ipv6,
-  }
-  if cfg.resolv_conf then
-    local ok, out = pcall(cfg.resolv_conf, text, { nameservers = res.nameservers, ipv6 = res.ipv6 })
-    if not ok or type(out) ~= "string" then
-      if not noprocess then core.kill(res.pid, res.starttime, core.SIGTERM) end
-      core.netns_unmount(p.pin, 5000)
-      return nil, "config resolv_conf hook: " .. (ok and "must return a string" or tostring(out))
-    end
-    text = out
+  local resolv_source = cfg.host_resolv_conf or "/etc/resolv.conf"
+  local text, terr = M.resolv_text(ns, res.nameservers, res.ipv6, resolv_source)
+  if not text then
+    if not noprocess then core.kill(res.pid, res.starttime, core.SIGTERM) end
+    core.netns_unmount(p.pin, 5000)
+    return nil, terr
   end
   local ok, werr = core.writefile(p.resolv, text, PUBLIC_FILE)
   if ok then ok, werr = state.write_json(p.info, info_for_json(res.info)) end
   if ok then
-    ok, werr = state.write_json(p.backend, noprocess and { name = backend.name, noprocess = true } or {
+    -- (with what resolv.conf is made of, so it can be made again)
+    local rec = noprocess and { name = backend.name, noprocess = true } or {
       name = backend.name, pid = res.pid, starttime = res.starttime, argv = res.argv,
-    })
+    }
+    rec.nameservers, rec.ipv6, rec.resolv_source = res.nameservers or {}, res.ipv6 == true, resolv_source
+    ok, werr = state.write_json(p.backend, rec)
   end
   if not ok then
     if not noprocess then core.kill(res.pid, res.starttime, core.SIGTERM) end
@@ -254,6 +249,53 @@ function M.start_backend(ns, created)
   state.write_json(p.built, built)
   core.fault_point("backend-recorded")
   return { created = created, backend = backend.name, pid = res.pid }
+end
+
+--- The namespace's resolv.conf: the host's (@source) made fit for it,
+-- then the config's resolv_conf hook.
+-- @treturn[1] string
+-- @return[2] nil, message (the hook failed)
+function M.resolv_text(ns, nameservers, ipv6, source)
+  local cfg = ns.cfg
+  local text = resolvconf.generate {
+    host = state.read_host_file(source) or "",
+    read = state.read_host_file,
+    nameservers = nameservers,
+    ipv6 = ipv6,
+  }
+  if cfg.resolv_conf then
+    local ok, out = pcall(cfg.resolv_conf, text, { nameservers = nameservers, ipv6 = ipv6 })
+    if not ok or type(out) ~= "string" then
+      return nil, "config resolv_conf hook: " .. (ok and "must return a string" or tostring(out))
+    end
+    text = out
+  end
+  return text
+end
+
+--- Make resolv.conf again from what it is made of now (the host's may
+-- have changed: a VPN, DHCP; the hook is the command's own), and when it
+-- differs, write it in place: the running commands have it bound, so
+-- they see the change too.
+function M.refresh_resolv(ns, brec)
+  local p = ns.paths
+  local nameservers = type(brec.nameservers) == "table" and brec.nameservers or {}
+  for _, n in ipairs(nameservers) do
+    if type(n) ~= "string" then nameservers = {} break end
+  end
+  -- (from the source it was made from, whatever this command's config says)
+  local source = type(brec.resolv_source) == "string" and brec.resolv_source
+    or ns.cfg.host_resolv_conf or "/etc/resolv.conf"
+  local text, err = M.resolv_text(ns, nameservers, brec.ipv6 == true, source)
+  if not text then return nil, err end
+  if core.readfile(p.resolv, 1 << 20) == text then return true end
+  local fd, oerr = core.open(p.resolv, "w", PUBLIC_FILE)
+  if not fd then return nil, oerr end
+  local ok, werr = fd:write(text)
+  fd:close()
+  if not ok then return nil, werr end
+  log.debug("resolv.conf made again (its inputs changed)")
+  return true
 end
 
 --- Does the command's config ask for something the running namespace
@@ -291,6 +333,8 @@ function M.get_or_create(ns, h)
     local rec, rerr = state.read_json(p.backend)
     if M.backend_alive(ns, rec) then
       log.debug("reusing netns `%s` with %s (pid %s)", p.pin, tostring(rec.name), tostring(rec.pid or "-"))
+      local rok, rerr2 = M.refresh_resolv(ns, rec)
+      if not rok then return nil, rerr2 end
       return { created = false, backend = rec.name, pid = rec.pid }
     end
     if rerr then log.warn("%s", rerr) end

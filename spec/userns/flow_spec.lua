@@ -74,6 +74,31 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
       end)
     end
 
+    userns_it("follows the host's resolv.conf when it changes, for running commands too", function()
+      local dir = helper.tmpdir()
+      local host = dir .. "/resolv.conf"
+      helper.write(host, "nameserver 192.0.2.53\nsearch example.test\n")
+      helper.write(dir .. "/config.lua", ("return { host_resolv_conf = %q }\n"):format(host))
+      local function cfgcli(...)
+        return helper.cli({ "--backend", backend, "--config", dir .. "/config.lua", ... }, env)
+      end
+      assert.equal(0, (cfgcli("setup")))
+      local code, out, err = cfgcli("run", "--", "cat", "/etc/resolv.conf")
+      assert.equal(0, code, err)
+      assert.matches("nameserver 192%.0%.2%.53", out)
+      local waiting, wdir = helper.cli({ "run", "--", "sh", "-c", "sleep 3; cat /etc/resolv.conf" }, env,
+        { wait = false })
+      core.sleep(500)
+      helper.write(host, "nameserver 192.0.2.99\n")
+      code, out, err = cfgcli("run", "--", "cat", "/etc/resolv.conf")
+      assert.equal(0, code, err)
+      assert.matches("nameserver 192%.0%.2%.99", out)
+      assert.is_nil(out:find("192.0.2.53", 1, true))
+      assert.same({ "exited", 0 }, { waiting:wait(30000) })
+      assert.matches("nameserver 192%.0%.2%.99", helper.read(wdir .. "/out"))
+      assert.equal(0, (cli("teardown")))
+    end)
+
     userns_it("passes exit statuses through", function()
       local code, _, err = cli("run", "--", "rlns-no-such-command")
       assert.equal(127, code)
