@@ -85,6 +85,24 @@ local function processes_naming(pin, extra_comm)
   end)
 end
 
+--- Where a kept backend's dead pin is moved.
+local function orphan_pin(p, pid)
+  return ("%s/orphan-%d.netns"):format(p.base, pid)
+end
+
+--- The kept backends of dead holders' namespaces (orphans.json), the
+-- well-formed entries only.
+local function read_orphans(p)
+  local orphans = state.read_json(p.orphans)
+  local out = {}
+  for _, o in ipairs(type(orphans) == "table" and type(orphans.backends) == "table" and orphans.backends or {}) do
+    if type(o) == "table" and math.tointeger(o.netns_id) and state.valid_identity(o) then
+      out[#out + 1] = { pid = o.pid, starttime = o.starttime, netns_id = math.tointeger(o.netns_id), name = o.name }
+    end
+  end
+  return out
+end
+
 --- Stop the backend: the recorded one (identity checked) and a stray that
 -- a crash left unrecorded (its pid file names it and its command line
 -- names our pin).  When the record itself is lost or damaged, every
@@ -101,8 +119,11 @@ function M.stop_backend(ns)
     core.kill(rec.pid, rec.starttime, core.SIGTERM)
   elseif not (rec and rec.noprocess) and core.lstat(p.dir) then
     local module_name = type(ns.cfg.backend) == "string" and ns.cfg.backend or nil
+    -- (a kept orphan names our pin too, but serves a namespace still in use)
+    local kept = {}
+    for _, o in ipairs(read_orphans(p)) do kept[o.pid] = o.starttime end
     for _, proc in ipairs(processes_naming(p.pin, module_name)) do
-      core.kill(proc.pid, proc.starttime, core.SIGTERM)
+      if kept[proc.pid] ~= proc.starttime then core.kill(proc.pid, proc.starttime, core.SIGTERM) end
     end
   end
   local text = core.readfile(p.pidfile, 64)
@@ -110,6 +131,71 @@ function M.stop_backend(ns)
   if pid and pid > 0 and not (rec and rec.pid == pid) and procs.has_arg(pid, p.pin) then
     local st = core.starttime(pid)
     if st then core.kill(pid, st, core.SIGTERM) end
+  end
+end
+
+--- How many processes of ours other than the backend @backend_pid are
+-- in the network namespace @id.
+function M.users_in(id, backend_pid)
+  local n = 0
+  for _, proc in ipairs(procs.in_netns(id)) do
+    if proc.pid ~= backend_pid then n = n + 1 end
+  end
+  return n
+end
+
+--- The holder died with processes of ours still in the namespace it
+-- pinned: the old backend goes on serving them.  Its record moves to the
+-- orphans (outside what cleanup removes), and whichever command finds
+-- the namespace empty later stops it (reap_orphans).  Called before the
+-- holder is joined: only from outside every user namespace of ours can
+-- we see which namespace each of our processes is in.
+-- @treturn table|nil {pid, name, users} when it was kept
+function M.keep_orphaned_backend(ns)
+  local p = ns.paths
+  local rec = state.read_json(p.backend)
+  local id = rec and math.tointeger(rec.netns_id)
+  if not (id and state.valid_identity(rec) and core.alive(rec.pid, rec.starttime)) then
+    return nil
+  end
+  local users = M.users_in(id, rec.pid)
+  if users == 0 then return nil end
+  local kept = read_orphans(p)
+  kept[#kept + 1] = { pid = rec.pid, starttime = rec.starttime, netns_id = id, name = rec.name }
+  if not state.write_json(p.orphans, { backends = kept }) then return nil end
+  -- pasta quits when the file it was given is deleted (inotify IN_DELETE
+  -- on its directory), which the rebuild is about to do: move it aside
+  -- instead, out of the directory cleanup removes.
+  core.rename(p.pin, orphan_pin(p, rec.pid))
+  -- (no longer ours to stop at cleanup)
+  core.unlink(p.backend)
+  core.unlink(p.pidfile)
+  return { pid = rec.pid, name = rec.name, users = users }
+end
+
+--- Stop the orphaned backends whose namespace nobody of ours is in any
+-- more (and forget those that are gone); with @all, every one.  Called
+-- before the holder is joined, as keep_orphaned_backend.
+function M.reap_orphans(ns, all)
+  local p = ns.paths
+  if not core.lstat(p.orphans) then return end
+  local left = {}
+  for _, o in ipairs(read_orphans(p)) do
+    local alive = core.alive(o.pid, o.starttime)
+    if alive and not all and M.users_in(o.netns_id, o.pid) > 0 then
+      left[#left + 1] = o
+    else
+      if alive then
+        log.debug("stopping the orphaned backend %d: its namespace is empty", o.pid)
+        core.kill(o.pid, o.starttime, core.SIGTERM)
+      end
+      core.unlink(orphan_pin(p, o.pid))
+    end
+  end
+  if #left == 0 then
+    core.unlink(p.orphans)
+  else
+    state.write_json(p.orphans, { backends = left })
   end
 end
 
@@ -235,6 +321,8 @@ function M.start_backend(ns, created)
       name = backend.name, pid = res.pid, starttime = res.starttime, argv = res.argv,
     }
     rec.nameservers, rec.ipv6, rec.resolv_source = res.nameservers or {}, res.ipv6 == true, resolv_source
+    -- which network namespace it serves, for when its pin is gone
+    rec.netns_id = core.ns_id(p.pin)
     ok, werr = state.write_json(p.backend, rec)
   end
   if not ok then
@@ -343,11 +431,17 @@ function M.get_or_create(ns, h)
     M.stop_backend(ns)
     return M.start_backend(ns, false)
   end
+  local kept = h and h.created and h.replaced and ns.orphaned
+  if kept then
+    -- (its pin was moved aside with the backend it keeps)
+    log.warn("the previous holder died; %d process%s still inside the old namespace keep the old network "
+      .. "(%s, pid %d) until they end", kept.users, kept.users == 1 and "" or "es", tostring(kept.name), kept.pid)
+  end
   if is_ns == false then
     -- A plain file: a create killed before its bind mount, or a holder
     -- that died and took the mount with it.
     if h and h.created and h.replaced then
-      log.warn("the previous holder died; processes still inside the old namespace keep the old network")
+      log.warn("the previous holder died; nothing was left inside the old namespace")
     else
       log.warn("`%s` is not a live namespace (left by an interrupted command); recreating it", p.pin)
     end

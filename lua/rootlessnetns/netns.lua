@@ -224,6 +224,7 @@ function Netns:cleanup(opts)
   local s <close>, serr, scode, sstage, ssig = session.begin(self, false)
   if not s then return nil, serr, scode, sstage, ssig end
   local ok, err = instance.cleanup(self)
+  instance.reap_orphans(self, true)
   if opts.holder and (not s.holder or s.holder.mode == "own") then
     -- named namespaces live in the holder's mounts and go with it
     instance.forget_named(self)
@@ -239,6 +240,7 @@ function Netns:status()
   local p = self.paths
   local lock <close>, lerr, lcode, lstage, lsig = session.lock(self, "sh")
   if not lock then return nil, lerr, lcode, lstage, lsig end
+  session.tend_orphans(self)
   -- first: a holder that lost its record is found and adopted
   local entered = session.enter_holder(self, false)
   local rec = state.read_json(p.holder)

@@ -26,6 +26,15 @@ function M.ours(pred, opts)
   return found
 end
 
+--- Processes of ours (any of our uids) in the network namespace whose
+-- inode is @id.
+function M.in_netns(id)
+  local link = ("net:[%d]"):format(id)
+  return M.ours(function(pid)
+    return core.readlink(("/proc/%d/ns/net"):format(pid)) == link
+  end, { any_uid = true })
+end
+
 --- Does @pid's command line have @arg as one of its arguments?
 function M.has_arg(pid, arg)
   local cmd = core.readfile(("/proc/%d/cmdline"):format(pid), 65536)

@@ -109,6 +109,19 @@ function M.enter_holder(ns, may_create)
   return h
 end
 
+--- Before the holder is joined, while every process of ours can be seen
+-- (from outside our user namespaces): when the holder died with
+-- processes still in its namespace, keep their backend; stop the kept
+-- backends whose namespace is empty now (whichever command notices).
+function M.tend_orphans(ns)
+  if joined or holder.in_child_userns() then return end
+  local instance = require "rootlessnetns.instance"
+  if not holder.recorded(ns.paths) and #holder.find_running(ns.paths.base) == 0 then
+    ns.orphaned = instance.keep_orphaned_backend(ns)
+  end
+  instance.reap_orphans(ns)
+end
+
 local Session = {}
 Session.__index = Session
 
@@ -137,6 +150,7 @@ function M.begin(ns, may_create, mode)
   if not ok then return nil, err end
   local lock, lerr, lcode, lstage, lsig = M.lock(ns, mode)
   if not lock then return nil, lerr, lcode, lstage, lsig end
+  M.tend_orphans(ns)
   local h, herr, hcode, hstage, hsig = M.enter_holder(ns, may_create)
   if h == nil then
     lock:close()

@@ -99,6 +99,7 @@ function M.paths(base)
     leases = dir .. "/leases.json",
     built = dir .. "/built-from.json",
     names = base .. "/netns",
+    orphans = base .. "/orphans.json",
   }
 end
 

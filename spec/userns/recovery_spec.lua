@@ -139,6 +139,34 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
       assert.equal(1, #helper.settled_holders(paths.base, 1))
     end)
 
+    userns_it("keeps the old backend for a command still inside a dead holder's namespace, then stops it", function()
+      assert.equal(0, (cli { "setup" }))
+      local inside, idir = helper.cli({ "--backend", backend, "run", "--", "sleep", "3137" }, env, { wait = false })
+      assert(helper.eventually(function() return status().refs.runs == 1 end, 10), "the run never started")
+      local sleeper = helper.processes("/sleep\0" .. "3137")[1]
+      finally(function()
+        inside:kill(core.SIGKILL)
+        inside:wait()
+        local st = sleeper and core.starttime(sleeper)
+        if st then core.kill(sleeper, st, core.SIGKILL) end
+      end)
+      local before, orphan_gone = setup_and_kill_holder()
+      local code, _, err = cli { "run", "--", "true" }
+      assert.equal(0, code, err)
+      assert.matches("1 process still inside the old namespace keep the old network", err)
+      local bst = assert(core.starttime(before.backend.pid), "the old backend was stopped under the command")
+      -- the backend's interface (tap0, or pasta's copy of the host's) is still there
+      local links = helper.read(("/proc/%d/net/dev"):format(sleeper)) or ""
+      assert.matches("\n%s*[%w.-]+:.*\n%s*[%w.-]+:", links, nil, false, "only lo is left: " .. links)
+      assert.equal(0, (cli { "status" }))
+      assert.equal(bst, core.starttime(before.backend.pid), "status stopped the old backend too early")
+      inside:kill(core.SIGTERM)
+      assert.same({ "exited", 143 }, { inside:wait() }, helper.read(idir .. "/err"))
+      helper.settled(function() return helper.processes("/sleep\0" .. "3137") end, 0)
+      assert.equal(0, (cli { "status" }))
+      assert.is_truthy(orphan_gone(), "the old backend outlived the last command in its namespace")
+    end)
+
     userns_it("teardown after the holder died stops the orphaned backend", function()
       local _, orphan_gone = setup_and_kill_holder()
       local code, _, err = cli { "teardown" }
