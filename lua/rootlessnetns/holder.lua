@@ -235,15 +235,30 @@ function M.in_userns_of(pid)
   return mine ~= nil and mine == core.readlink(("/proc/%d/ns/user"):format(pid))
 end
 
-local function podman_pause(runtime_dir)
-  local text = read_text(runtime_dir .. "/libpod/tmp/pause.pid")
-  local pid = text and math.tointeger(tonumber(text:match("%d+")))
-  if not pid then
-    return nil, ("podman's pause process is not running"
-      .. " (no `%s/libpod/tmp/pause.pid`; run `podman unshare true` first)")
-      :format(runtime_dir)
+-- What podman's pause process is called: catatonit when installed,
+-- podman itself otherwise.
+local PAUSE_COMMS = { ["catatonit\n"] = true, ["podman\n"] = true, ["podman pause\n"] = true }
+
+--- podman's pause process (userns = "podman"): named by its pid file,
+-- alive, ours, and podman's (a stale file's pid may be anyone's now).
+-- @treturn[1] table {pid, starttime}
+-- @return[2] nil, message naming it and the fix
+function M.podman_pause(runtime_dir)
+  local file = runtime_dir .. "/libpod/tmp/pause.pid"
+  local text = read_text(file)
+  local pid = text and math.tointeger(tonumber(text:match("^%s*(%d+)%s*$") or ""))
+  if not pid or pid < 1 then
+    return nil, ("podman's pause process is not running (no `%s`); start it with `podman unshare true`")
+      :format(file)
   end
-  return pid
+  local st, pstate = core.starttime(pid)
+  local proc = core.lstat("/proc/" .. pid)
+  if not st or pstate == "Z" or not proc or proc.uid ~= core.getuid()
+    or not PAUSE_COMMS[core.readfile(("/proc/%d/comm"):format(pid), 64) or ""] then
+    return nil, ("podman's pause process (pid %d, from `%s`) is gone; start a new one with `podman unshare true`")
+      :format(pid, file)
+  end
+  return { pid = pid, starttime = st }
 end
 
 --- Make this process live in the holder's namespaces, per config `userns`.
@@ -263,17 +278,28 @@ function M.ensure(p, ids, cfg, ctx)
       if not ok then return nil, err end
       return { mode = "own", pid = rec.pid, starttime = rec.starttime, nested = true }
     end
+    -- (run by a command in podman's namespaces: the same, with its pause)
+    local pause = M.podman_pause(ctx.runtime_dir)
+    if pause and M.in_userns_of(pause.pid) then
+      local ok, err = M.join(pause.pid, pause.starttime, true)
+      if not ok then return nil, err end
+      return { mode = "podman", pid = pause.pid, starttime = pause.starttime, nested = true }
+    end
     mode = "current"
   end
   if mode == "current" then
     return { mode = "current" }
   end
   if mode == "podman" then
-    local pid, err = podman_pause(ctx.runtime_dir)
-    if not pid then return nil, err end
-    local ok, jerr = M.join(pid)
+    local pause, err = M.podman_pause(ctx.runtime_dir)
+    if not pause then return nil, err end
+    local ok, jerr, code = M.join(pause.pid, pause.starttime)
+    if not ok and code == errno.ESRCH then
+      return nil, ("podman's pause process (pid %d) ended while we joined it; start a new one with "
+        .. "`podman unshare true`"):format(pause.pid)
+    end
     if not ok then return nil, jerr end
-    return { mode = "podman", pid = pid }
+    return { mode = "podman", pid = pause.pid, starttime = pause.starttime }
   end
   local rec, warning = M.recorded(p)
   if warning then log.warn("%s", warning) end

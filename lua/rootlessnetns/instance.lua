@@ -258,8 +258,10 @@ function M.wait_links_gone(ns)
   if not ok then log.debug("check interfaces: %s", tostring(err)) end
 end
 
---- Start the backend into the pinned netns and record it.  Lock held.
-function M.start_backend(ns, created)
+--- Start the backend into the pinned netns and record it, and what it
+-- was built from (@h: the holder whose mount namespace has the pin).
+-- Lock held.
+function M.start_backend(ns, created, h)
   local p, cfg = ns.paths, ns.cfg
   if not created then M.wait_links_gone(ns) end
   local backend, berr = backends.resolve(cfg, p.base)
@@ -293,9 +295,9 @@ function M.start_backend(ns, created)
     if created then core.rmtree(p.dir) end
     if signo then return nil, tostring(err), errno.EINTR, "signal", signo end
     err = tostring(err)
-    for _, h in ipairs(M.START_HINTS) do
-      if err:find(h.when) then
-        err = err .. " (hint: " .. h.hint .. ")"
+    for _, hint in ipairs(M.START_HINTS) do
+      if err:find(hint.when) then
+        err = err .. " (hint: " .. hint.hint .. ")"
         break
       end
     end
@@ -334,6 +336,10 @@ function M.start_backend(ns, created)
   -- backend by the name it has: "auto" resolved)
   local built = config.build_record(cfg)
   built.backend = type(cfg.backend) == "table" and built.backend or backend.name
+  -- whose mount namespace the pin is in: a command of another mode would
+  -- not find it (session.check_owner), and a dead pause takes it along
+  built.holder = h and h.mode or "current"
+  built.holder_pid, built.holder_starttime = h and h.pid, h and h.starttime
   state.write_json(p.built, built)
   core.fault_point("backend-recorded")
   return { created = created, backend = backend.name, pid = res.pid }
@@ -429,13 +435,14 @@ function M.get_or_create(ns, h)
     log.warn("the %s backend%s is gone; restarting it in the same namespace",
       rec and tostring(rec.name) or "network", rec and rec.pid and (" (pid " .. tostring(rec.pid) .. ")") or "")
     M.stop_backend(ns)
-    return M.start_backend(ns, false)
+    return M.start_backend(ns, false, h)
   end
   local kept = h and h.created and h.replaced and ns.orphaned
   if kept then
     -- (its pin was moved aside with the backend it keeps)
-    log.warn("the previous holder died; %d process%s still inside the old namespace keep the old network "
-      .. "(%s, pid %d) until they end", kept.users, kept.users == 1 and "" or "es", tostring(kept.name), kept.pid)
+    log.warn("the previous holder died; %d process%s still inside the old namespace keep%s the old network "
+      .. "(%s, pid %d) until they end", kept.users, kept.users == 1 and "" or "es", kept.users == 1 and "s" or "",
+      tostring(kept.name), kept.pid)
   end
   if is_ns == false then
     -- A plain file: a create killed before its bind mount, or a holder
@@ -462,7 +469,7 @@ function M.get_or_create(ns, h)
   if not ok then return nil, "rootless netns: " .. err end
   core.fault_point("netns-created")
   log.debug("created netns `%s`", p.pin)
-  return M.start_backend(ns, true)
+  return M.start_backend(ns, true, h)
 end
 
 --- The mount plan for commands, after the config's hook.

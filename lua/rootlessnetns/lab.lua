@@ -64,12 +64,28 @@ end
 function Lab:_pin(name) return self.ns.named_dir .. "/" .. name end
 function Lab:_record(name) return self.ns.paths.names .. "/" .. name end
 
+--- Where a named namespace's pin lives: the mode of the holder it was
+-- made in (records made before this was written: our own).
+function Lab:_owner(name)
+  local rec = state.read_json(self:_record(name))
+  local owner = type(rec) == "table" and rec.holder
+  return session.owner_text(owner) and owner or "own"
+end
+
 --- Is @name ours, and is its pin a live namespace?  (With no holder, @h
--- false, none is live.)
--- @treturn boolean ours
--- @treturn boolean live
+-- false, none is live.)  A name made in another holder's mount namespace
+-- (userns = "podman" or not) is refused: from here its pin looks stale,
+-- and deleting or recreating it would destroy a live namespace.
+-- @treturn[1] boolean ours
+-- @treturn[1] boolean live
+-- @return[2] nil, message, EBUSY
 function Lab:_lookup(name, h)
   if not core.lstat(self:_record(name)) then return false, false end
+  local owner, mode = self:_owner(name), session.mode_of(self.ns, h)
+  if mode and owner ~= mode then
+    return nil, ("namespace `%s` lives in %s, not in %s, which this command uses; use the config it was "
+      .. "made with"):format(name, session.owner_text(owner), session.owner_text(mode)), errno.EBUSY
+  end
   return true, (h and core.nsfs(self:_pin(name))) == true
 end
 
@@ -98,7 +114,8 @@ function Lab:add(name)
   if not s then return nil, serr, scode, sstage, ssig end
   local h = s.holder
   name = name or names.random_name()
-  local ours, live = self:_lookup(name, h)
+  local ours, live, lcode = self:_lookup(name, h)
+  if ours == nil then return nil, live, lcode end
   local pin = self:_pin(name)
   if live then
     return nil, ("namespace `%s` already exists"):format(name), errno.EEXIST
@@ -113,7 +130,8 @@ function Lab:add(name)
   -- that list shows and del (or add) repairs, never a hidden pin.
   local ok, err, code = core.mkdir(self.ns.paths.names, PRIVATE_DIR)
   if not ok and code ~= errno.EEXIST then return nil, err end
-  ok, err = state.write_json(self:_record(name), { name = name, created = os.time() })
+  ok, err = state.write_json(self:_record(name), { name = name, created = os.time(),
+    holder = session.mode_of(self.ns, h) or "current" })
   if not ok then return nil, err end
   core.fault_point("netns-add-recorded")
   local path, cerr
@@ -143,13 +161,15 @@ function Lab:list()
   for _, name in ipairs(recorded) do
     -- (a write killed half way leaves a temporary file, which is no name)
     if M.check_name(name) then
-      local _, live = self:_lookup(name, h)
-      local lease = live and leases[name]
+      local ours, live = self:_lookup(name, h)
+      local lease = ours and live and leases[name]
       out[#out + 1] = {
         name = name,
         path = self:_pin(name),
-        live = live,
+        live = ours and live or false,
         address = lease and (lease.address .. "/" .. lease.prefix) or nil,
+        -- made in another holder (userns): not stale, just not seen from here
+        elsewhere = ours == nil and self:_owner(name) or nil,
       }
       if live then live_pins[#live_pins + 1] = self:_pin(name) end
     end
@@ -187,7 +207,8 @@ function Lab:exec(name, cmd, opts)
   if not ok then return nil, err, errno.EINVAL, "usage" end
   local s <close>, serr, scode, sstage, ssig = session.begin(self.ns, false)
   if not s then return nil, serr, scode, sstage, ssig end
-  local ours, live = self:_lookup(name, s.holder)
+  local ours, live, lcode = self:_lookup(name, s.holder)
+  if ours == nil then return nil, live, lcode end
   if not live then
     if ours then return stale(name) end
     return not_found(name)
@@ -220,7 +241,8 @@ function Lab:del(name, opts)
   local s <close>, serr, scode, sstage, ssig = session.begin(self.ns, false)
   if not s then return nil, serr, scode, sstage, ssig end
   local h = s.holder
-  local ours, live = self:_lookup(name, h)
+  local ours, live, lcode = self:_lookup(name, h)
+  if ours == nil then return nil, live, lcode end
   if not ours then return not_found(name) end
   local pin = self:_pin(name)
   if live then
@@ -266,7 +288,8 @@ function Lab:connect(name, opts)
   if not net then return nil, "connect.subnet: " .. nerr, errno.EINVAL end
   local s <close>, serr, scode, sstage, ssig = session.begin(self.ns, false)
   if not s then return nil, serr, scode, sstage, ssig end
-  local ours, live = self:_lookup(name, s.holder)
+  local ours, live, lcode = self:_lookup(name, s.holder)
+  if ours == nil then return nil, live, lcode end
   if not live then
     if ours then return stale(name) end
     return not_found(name)
@@ -285,7 +308,9 @@ function Lab:disconnect(name)
   local s <close>, serr, scode, sstage, ssig = session.begin(self.ns, false)
   if not s then return nil, serr, scode, sstage, ssig end
   local h = s.holder
-  if not self:_lookup(name, h) then return not_found(name) end
+  local ours, lerr, lcode = self:_lookup(name, h)
+  if ours == nil then return nil, lerr, lcode end
+  if not ours then return not_found(name) end
   local leases = h and connections.repair(self.ns, { clean_up = true }) or {}
   if not leases[name] then
     return nil, ("namespace `%s` is not connected"):format(name), errno.ENOENT

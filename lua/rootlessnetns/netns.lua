@@ -241,15 +241,26 @@ function Netns:status()
   local lock <close>, lerr, lcode, lstage, lsig = session.lock(self, "sh")
   if not lock then return nil, lerr, lcode, lstage, lsig end
   session.tend_orphans(self)
+  local ok_owner, oerr, ocode = session.check_owner(self, session.mode_of(self))
+  if not ok_owner then return nil, oerr, ocode end
   -- first: a holder that lost its record is found and adopted
   local entered = session.enter_holder(self, false)
-  local rec = state.read_json(p.holder)
-  local h = rec and state.valid_identity(rec) and core.alive(rec.pid, rec.starttime) and rec or nil
+  ok_owner, oerr, ocode = session.check_owner(self, session.mode_of(self, entered))
+  if not ok_owner then return nil, oerr, ocode end
+  local kind = session.mode_of(self, entered) or "current"
+  local h
+  if kind == "own" then
+    local rec = state.read_json(p.holder)
+    h = rec and state.valid_identity(rec) and core.alive(rec.pid, rec.starttime) and rec or nil
+  else
+    -- podman's pause process, when that is where we are
+    h = entered and entered.pid and entered or nil
+  end
   local out = {
     up = false,
     state_dir = p.base,
     pin = p.pin,
-    holder = { pid = h and h.pid or nil, alive = h ~= nil },
+    holder = { pid = h and h.pid or nil, alive = h ~= nil, kind = kind },
     backend = { alive = false },
     refs = { nets = 0, runs = 0 },
   }
@@ -294,6 +305,7 @@ function Netns:info()
     backend = st.backend.name,
     backend_pid = st.backend.pid,
     holder_pid = st.holder.pid,
+    holder_kind = st.holder.kind,
     refs = st.refs,
   }
 end

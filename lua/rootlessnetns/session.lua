@@ -96,6 +96,9 @@ function M.enter_holder(ns, may_create)
     -- keeps the state dir as its fd 3): there is nothing to join
     if not holder.recorded(ns.paths) and #holder.find_running(ns.paths.base) == 0 then return false end
   end
+  if not may_create and ns.cfg.userns == "podman" and not holder.podman_pause(ns.runtime_dir) then
+    return false -- (whatever lived in a dead pause is gone: tend_dead_owner)
+  end
   local t0 = core.clock()
   local h, err, code, signo = holder.ensure(ns.paths, ns.ids, ns.cfg,
     { runtime_dir = ns.runtime_dir, signals = ns.signals })
@@ -109,14 +112,75 @@ function M.enter_holder(ns, may_create)
   return h
 end
 
+--- Which holder's mount namespace a command of @ns uses: "own", "podman"
+-- or "current"; @h, once joined.  Before, nil when only joining can tell
+-- (a command we run, already inside our namespaces).
+function M.mode_of(ns, h)
+  if h then return h.mode end
+  if joined then return joined.mode end
+  if ns.cfg.userns == "podman" then return "podman" end
+  if ns.cfg.userns == "current" or holder.in_child_userns() then return nil end
+  return "own"
+end
+
+local OWNERS = {
+  own = "rootlessnetns' own holder",
+  podman = "podman's pause process (userns = \"podman\")",
+  current = "the namespaces of the command that made it (userns = \"current\")",
+}
+local OWNER_FIX = {
+  own = "drop userns = \"%s\", or remove it first (`rootlessnetns cleanup`)",
+  podman = "use a config with userns = \"podman\", or remove it with one first (`rootlessnetns --config FILE cleanup`)",
+  current = "run it from where it was made, or remove it from there first",
+}
+
+--- Words for where pins live (a mode of mode_of).
+function M.owner_text(mode) return OWNERS[mode] end
+
+--- The pins live in one holder's mount namespace; a command that would
+-- look for them in another sees no namespace and would rebuild over a
+-- live one.  Refuse it, naming both and the fix.
+function M.check_owner(ns, mode)
+  if not mode then return true end
+  local built = state.read_json(ns.paths.built)
+  local have = type(built) == "table" and built.holder
+  if not OWNERS[have] or have == mode then return true end
+  return nil, ("the rootless netns lives in %s, not in %s, which this command uses; " .. OWNER_FIX[have])
+    :format(OWNERS[have], OWNERS[mode], ns.cfg.userns), errno.EBUSY
+end
+
+--- The pause process the namespace was made in (userns = "podman") is
+-- gone, and the namespace went with it: keep its backend while processes
+-- of ours are still inside, else stop it, and remove what is left.
+local function tend_dead_pause(ns, built)
+  if not state.valid_identity { pid = built.holder_pid, starttime = built.holder_starttime }
+    or core.alive(built.holder_pid, built.holder_starttime) then
+    return
+  end
+  local instance = require "rootlessnetns.instance"
+  local kept = instance.keep_orphaned_backend(ns)
+  ns.orphaned = kept
+  log.warn("podman's pause process %d died, and the rootless netns in it with it; %s", built.holder_pid, kept
+    and ("%d process%s still inside keep%s its network (%s, pid %d) until they end"):format(kept.users,
+      kept.users == 1 and "" or "es", kept.users == 1 and "s" or "", tostring(kept.name), kept.pid)
+    or "its backend is stopped")
+  local ok, err = instance.cleanup(ns)
+  if not ok then log.warn("%s", err) end
+end
+
 --- Before the holder is joined, while every process of ours can be seen
--- (from outside our user namespaces): when the holder died with
--- processes still in its namespace, keep their backend; stop the kept
--- backends whose namespace is empty now (whichever command notices).
+-- (from outside our user namespaces): when the holder the namespace
+-- lives in died with processes still inside, keep their backend; stop
+-- the kept backends whose namespace is empty now (whichever command
+-- notices).  Whatever mode this command is in: these are facts.
 function M.tend_orphans(ns)
   if joined or holder.in_child_userns() then return end
   local instance = require "rootlessnetns.instance"
-  if not holder.recorded(ns.paths) and #holder.find_running(ns.paths.base) == 0 then
+  local built = state.read_json(ns.paths.built)
+  local owner = type(built) == "table" and built.holder or "own"
+  if owner == "podman" then
+    tend_dead_pause(ns, built)
+  elseif owner == "own" and not holder.recorded(ns.paths) and #holder.find_running(ns.paths.base) == 0 then
     ns.orphaned = instance.keep_orphaned_backend(ns)
   end
   instance.reap_orphans(ns)
@@ -151,10 +215,20 @@ function M.begin(ns, may_create, mode)
   local lock, lerr, lcode, lstage, lsig = M.lock(ns, mode)
   if not lock then return nil, lerr, lcode, lstage, lsig end
   M.tend_orphans(ns)
+  local ook, oerr, ocode = M.check_owner(ns, M.mode_of(ns))
+  if not ook then
+    lock:close()
+    return nil, oerr, ocode
+  end
   local h, herr, hcode, hstage, hsig = M.enter_holder(ns, may_create)
   if h == nil then
     lock:close()
     return nil, herr, hcode, hstage, hsig
+  end
+  ook, oerr, ocode = M.check_owner(ns, M.mode_of(ns, h))
+  if not ook then
+    lock:close()
+    return nil, oerr, ocode
   end
   return setmetatable({ ns = ns, paths = ns.paths, lock = lock, holder = h }, Session)
 end

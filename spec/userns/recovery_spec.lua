@@ -153,7 +153,7 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
       local before, orphan_gone = setup_and_kill_holder()
       local code, _, err = cli { "run", "--", "true" }
       assert.equal(0, code, err)
-      assert.matches("1 process still inside the old namespace keep the old network", err)
+      assert.matches("1 process still inside the old namespace keeps the old network", err)
       local bst = assert(core.starttime(before.backend.pid), "the old backend was stopped under the command")
       -- the backend's interface (tap0, or pasta's copy of the host's) is still there
       local links = helper.read(("/proc/%d/net/dev"):format(sleeper)) or ""

@@ -17,14 +17,15 @@ function handlers.list(l, opts)
   if opts.json then
     for i, e in ipairs(entries) do
       e.pids = output.json_list(e.pids)
-      entries[i] = output.with_nulls(e, { address = true })
+      entries[i] = output.with_nulls(e, { address = true, elsewhere = true })
     end
     output.json_lists(output.json_list(entries))
     return 0
   end
   local rows = {}
   for _, e in ipairs(entries) do
-    rows[#rows + 1] = { e.name, e.live and "live" or "stale",
+    local where = e.elsewhere and ("elsewhere (userns = %s)"):format(e.elsewhere == "own" and "auto" or e.elsewhere)
+    rows[#rows + 1] = { e.name, e.live and "live" or where or "stale",
       e.address or "-", #e.pids > 0 and table.concat(e.pids, ",") or "-" }
   end
   output.table({ "NAME", "STATE", "ADDRESS", "PROCESSES" }, rows)

@@ -6,6 +6,13 @@ local function references(refs)
   return ("nets %d, runs %d, connections %d"):format(refs.nets, refs.runs, refs.connections)
 end
 
+-- Where the pins live, when it is not our own holder.
+local HOLDER_KIND = { podman = " (podman's pause process)", current = " (the current namespaces)" }
+
+local function holder(pid, alive, kind)
+  return "pid " .. output.pid(pid, alive) .. (HOLDER_KIND[kind] or "")
+end
+
 local print_report = {}
 
 function print_report.info(info)
@@ -14,7 +21,7 @@ function print_report.info(info)
     { "addresses", output.list(info.IPAddresses) },
     { "dns forwarders", output.list(info.DnsForwardIps) },
     { "map-guest addresses", output.list(info.MapGuestIps) },
-    { "holder", "pid " .. output.pid(info.holder_pid) },
+    { "holder", holder(info.holder_pid, nil, info.holder_kind) },
     { "references", references(info.refs) },
   }
 end
@@ -25,7 +32,7 @@ function print_report.status(st)
     { "state", st.up and "up" or "down" },
     { "netns", st.netns and st.pin or "-" },
     { "backend", ("%s (pid %s)"):format(backend, output.pid(st.backend.pid, st.backend.alive)) },
-    { "holder", "pid " .. output.pid(st.holder.pid, st.holder.alive) },
+    { "holder", holder(st.holder.pid, st.holder.alive, st.holder.kind) },
     { "references", references(st.refs) },
     { "state dir", st.state_dir },
   }
