@@ -20,6 +20,8 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include <lualib.h>
+
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
@@ -593,6 +595,91 @@ l_fork(lua_State *L)
 	return 1;
 }
 
+/* Grandchild side of l_detached(): a fresh Lua state runs @code. */
+static void __attribute__((noreturn))
+detached_main(const char *title, const char *code, const char *const *args, int nargs)
+{
+	lua_State *L;
+	int null, fd, i;
+	sigset_t none;
+
+	(void)setsid();
+	/* (the caller may have blocked signals it reads through a signalfd) */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	for (fd = 0; fd <= 2 && null >= 0; fd++)
+		(void)TEMP_FAILURE_RETRY(dup2(null, fd));
+	/* Nothing of the caller's: its lock, pidfds, sockets stay its own. */
+	(void)syscall(SYS_close_range, 3U, ~0U, 0U);
+	(void)rlns_set_proctitle(title);
+	L = luaL_newstate();
+	if (L == NULL)
+		_exit(1);
+	luaL_openlibs(L);
+	if (luaL_loadbuffer(L, code, strlen(code), "=detached") != LUA_OK)
+		_exit(1);
+	for (i = 0; i < nargs; i++)
+		lua_pushstring(L, args[i]);
+	_exit(lua_pcall(L, nargs, 0, 0) == LUA_OK ? 0 : 1);
+}
+
+/***
+ * Start a detached process that runs Lua @code in a fresh state (its
+ * arguments: the strings that follow), for work that must outlive the
+ * caller without holding on to it: its own session, /dev/null on 0-2, no
+ * other descriptor of ours, @title as its command line, and not our child
+ * (an intermediate process is reaped here), so an embedding program never
+ * sees it exit.  It is in our namespaces.
+ * @function detached
+ * @tparam string title
+ * @tparam string code a Lua chunk
+ * @tparam string ... its arguments
+ * @treturn[1] int the pid
+ * @return[2] nil, message, errno
+ */
+static int
+l_detached(lua_State *L)
+{
+	const char *title = luaL_checkstring(L, 1);
+	const char *code = luaL_checkstring(L, 2);
+	int nargs = lua_gettop(L) - 2, i, fds[2], status;
+	const char **args;
+	cleanup_close int pid_r = -1;
+	cleanup_close int pid_w = -1;
+	pid_t mid, grandchild = -1;
+
+	if (nargs > 16)
+		return luaL_error(L, "detached: at most 16 arguments");
+	args = lua_newuserdatauv(L, sizeof *args * (size_t)(nargs + 1), 0);
+	for (i = 0; i < nargs; i++)
+		args[i] = luaL_checkstring(L, i + 3);
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return rlns_pushfail(L, errno, "pipe");
+	pid_r = fds[0];
+	pid_w = fds[1];
+	mid = fork();
+	if (mid < 0)
+		return rlns_pushfail(L, errno, "fork");
+	if (mid == 0) {
+		pid_t pid = fork();
+
+		if (pid == 0)
+			detached_main(title, code, args, nargs);
+		(void)TEMP_FAILURE_RETRY(write(pid_w, &pid, sizeof pid));
+		_exit(pid < 0 ? 1 : 0);
+	}
+	rlns_closep(&pid_w);
+	if (rlns_read_full(pid_r, &grandchild, sizeof grandchild) != (ssize_t)sizeof grandchild)
+		grandchild = -1;
+	while (waitpid(mid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (grandchild < 0)
+		return rlns_pushfail(L, EAGAIN, "fork");
+	lua_pushinteger(L, grandchild);
+	return 1;
+}
+
 /***
  * Replace this process (PATH search as execvp).  The signal mask is
  * cleared first; ignored signals stay ignored (nohup keeps working).
@@ -771,6 +858,7 @@ static const luaL_Reg spawn_funcs[] = {
 	{"spawn", l_spawn},
 	{"process", l_process},
 	{"fork", l_fork},
+	{"detached", l_detached},
 	{"exec", l_exec},
 	{"_exit", l__exit},
 	{"block_signals", l_block_signals},

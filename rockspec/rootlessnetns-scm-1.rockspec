@@ -70,6 +70,9 @@ build = {
     ["rootlessnetns.refs"] = "lua/rootlessnetns/refs.lua",
     ["rootlessnetns.inside"] = "lua/rootlessnetns/inside.lua",
     ["rootlessnetns.worker"] = "lua/rootlessnetns/worker.lua",
+    ["rootlessnetns.warm"] = "lua/rootlessnetns/warm.lua",
+    ["rootlessnetns.prepared"] = "lua/rootlessnetns/prepared.lua",
+    ["rootlessnetns.reaper"] = "lua/rootlessnetns/reaper.lua",
   },
   install = {
     bin = { rootlessnetns = "bin/rootlessnetns" },

@@ -166,21 +166,40 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
   row(backend .. ": setup with the holder warm (netns + backend)", cold_ns)
 end
 
--- warm run against the nsenter floor into the same namespaces
+-- warm run against the nsenter floor into the same namespaces (the
+-- pasta namespace left above goes first: a namespace is not rebuilt with
+-- another backend under its users)
+run(argv("cleanup"), true)
 run(argv("--backend", "slirp4netns", "setup"), true)
-local sleeper = assert(core.spawn { argv = argv("run", "--", "sleep", "600"), env = env, fds = { [0] = false } })
-local target
-for _ = 1, 200 do
-  core.sleep(10)
-  local st = core.readfile(("/proc/%d/task/%d/children"):format(sleeper:pid(), sleeper:pid()), 4096)
-  target = st and tonumber(st:match("%d+"))
-  if target then break end
+-- The slow path (a fork, a wait, the mount plan per run) is what a run
+-- takes when no `setup` holds the namespace, or with debug logging on:
+-- the run before warm runs existed.  Its CLI is the one whose peak RSS
+-- counts; a warm run is the command itself.
+local slow_env = {}
+for k, v in pairs(env) do slow_env[k] = v end
+slow_env.ROOTLESSNETNS_LOG_LEVEL = "warn"
+local function with_env(e, fn)
+  local saved = env
+  env = e
+  local res = fn()
+  env = saved
+  return res
 end
-local t_nsenter = target
-  and measure({ "nsenter", "-U", "-m", "-n", "--preserve-credentials", "-t", tostring(target), "true" }, ROUNDS)
+local sleeper = assert(core.spawn { argv = argv("run", "--", "sleep", "600"), env = slow_env, fds = { [0] = false } })
+core.sleep(300) -- (its slow run prepares what warm runs use)
+-- nsenter's target: a warm run's command, in a copy of the prepared mount namespace
+local warm_sleeper = assert(core.spawn { argv = argv("run", "--", "sleep", "600"), env = env, fds = { [0] = false } })
+core.sleep(300)
+local target = warm_sleeper:pid()
+local t_nsenter = measure({ "nsenter", "-U", "-m", "-n", "--preserve-credentials", "-t", tostring(target), "true" },
+  ROUNDS)
 row("nsenter -U -m -n --preserve-credentials -t RUN true (floor)", t_nsenter)
 local t_warm = measure(argv("run", "--", "true"), ROUNDS)
-row("rootlessnetns run -- true (warm)", t_warm, t_nsenter)
+row("rootlessnetns run -- true (warm: one exec)", t_warm, t_nsenter)
+local t_slow = with_env(slow_env, function() return measure(argv("run", "--", "true"), ROUNDS) end)
+row("rootlessnetns run -- true (slow path: fork, wait, mounts)", t_slow, t_nsenter)
+warm_sleeper:kill(core.SIGTERM)
+warm_sleeper:wait()
 
 -- memory
 local cli_peak = rss_kb(sleeper:pid(), "VmHWM")
@@ -198,25 +217,45 @@ local backend_rss = status.backend and tonumber(status.backend.pid) and rss_kb(s
 sleeper:kill(core.SIGTERM)
 sleeper:wait()
 
--- podman's own warm path, when podman is here
+-- podman's own warm path, when podman is here; what it leaves running
+-- (its pause process, its slirp4netns) goes afterwards
 if require("rootlessnetns.child").which("podman") then
-  local t_podman = measure({ "podman", "unshare", "--rootless-netns", "true" }, math.max(5, ROUNDS // 3))
+  -- (a HOME of its own: podman's database would otherwise keep the
+  -- runtime directory of its first use, and its pause process there)
+  local podman_env = {}
+  for k, v in pairs(env) do podman_env[k] = v end
+  podman_env.HOME = xdg .. "/podman-home"
+  assert(core.mkdir(podman_env.HOME, tonumber("700", 8)))
+  local t_podman = with_env(podman_env, function()
+    return measure({ "podman", "unshare", "--rootless-netns", "true" }, math.max(5, ROUNDS // 3))
+  end)
   row("podman unshare --rootless-netns true (warm)", t_podman, t_nsenter)
+  local pause = tonumber(core.readfile(xdg .. "/libpod/tmp/pause.pid", 64) or "")
+  for _, proc in ipairs(require("rootlessnetns.procs").ours(function(pid)
+    local cmd = core.readfile(("/proc/%d/cmdline"):format(pid), 65536) or ""
+    return pid == pause or cmd:find(xdg .. "/netns/rootless-netns-", 1, true) ~= nil
+  end)) do
+    core.kill(proc.pid, proc.starttime, core.SIGKILL)
+  end
 end
 
 -- parallel runs
 local N = 64
-local t0 = core.clock()
-local procs = {}
-for i = 1, N do
-  procs[i] = core.spawn { argv = argv("run", "--", "true"), env = env, fds = { [0] = false, [1] = false } }
+local function parallel_runs(e)
+  local t0 = core.clock()
+  local procs = {}
+  for i = 1, N do
+    procs[i] = core.spawn { argv = argv("run", "--", "true"), env = e, fds = { [0] = false, [1] = false } }
+  end
+  local ok = 0
+  for i = 1, N do
+    local how, code = procs[i]:wait()
+    if how == "exited" and code == 0 then ok = ok + 1 end
+  end
+  return N / (core.clock() - t0), ok
 end
-local ok = 0
-for i = 1, N do
-  local how, code = procs[i]:wait()
-  if how == "exited" and code == 0 then ok = ok + 1 end
-end
-local parallel = core.clock() - t0
+local warm_rate, warm_ok = parallel_runs(env)
+local slow_rate, slow_ok = parallel_runs(slow_env)
 
 --- Throughput through a backend with iperf3 (when installed): a server on
 -- the host's 127.0.0.1 only, reached from inside through the gateway that
@@ -266,7 +305,9 @@ for _, r in ipairs(rows) do
   end
 end
 print("(cold setup ratio: against holder creation + bare backend + 5 ms; 1.00x or less meets the target)")
-print(("%-58s %9.0f runs/s (%d of %d ok)"):format(("%d parallel `run -- true`, warm"):format(N), N / parallel, ok, N))
+print(("%-58s %9.0f runs/s (%d of %d ok)"):format(("%d parallel `run -- true`, warm"):format(N), warm_rate, warm_ok, N))
+print(("%-58s %9.0f runs/s (%d of %d ok)"):format(("%d parallel `run -- true`, slow path"):format(N), slow_rate,
+  slow_ok, N))
 print(("%-58s %9s kB"):format("peak RSS of the CLI during run", tostring(cli_peak)))
 print(("%-58s %9s kB"):format("RSS of the holder", tostring(holder_rss)))
 print(("%-58s %9s kB"):format("RSS of the backend (slirp4netns)", tostring(backend_rss)))

@@ -188,6 +188,9 @@ local function main(args, getenv)
   if not opts.config then
     local path, explicit = require("rootlessnetns.config").locate(nil, getenv)
     if path and not explicit then nsopts.config = path end
+    -- a plain `run` (the default config, no option) is what a warm run
+    -- stands for: it prepares for the next ones
+    if decl.name == "run" and not opts.backend then nsopts.warm = { config = nsopts.config } end
   end
   local ns, err = require("rootlessnetns.netns").new(nsopts)
   if not ns then return exit.die(err) end

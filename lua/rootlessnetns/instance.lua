@@ -205,6 +205,8 @@ function M.cleanup(ns)
   local p = ns.paths
   local problems = {}
   core.fault_point("cleanup-start")
+  -- (the prepared mount namespace holds a copy of the pin)
+  require("rootlessnetns.prepared").drop(ns)
   -- Only a live pin is a mount here; a plain file (a dead holder's) is just
   -- removed with the directory, and unmounting it outside a holder is EPERM.
   if core.nsfs(p.pin) then

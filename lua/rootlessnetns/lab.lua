@@ -28,6 +28,7 @@ local log = require "rootlessnetns.log"
 local mounts = require "rootlessnetns.mounts"
 local names = require "rootlessnetns.lab.names"
 local netns = require "rootlessnetns.netns"
+local prepared = require "rootlessnetns.prepared"
 local session = require "rootlessnetns.session"
 local state = require "rootlessnetns.state"
 local text = require "rootlessnetns.lab.text"
@@ -144,6 +145,8 @@ function Lab:add(name)
     core.unlink(self:_record(name))
     return nil, cerr, code
   end
+  -- (warm runs' prepared mount namespace predates this pin: made again)
+  prepared.drop(self.ns)
   log.debug("created namespace `%s` at `%s`", name, path)
   return name, path
 end
@@ -261,6 +264,8 @@ function Lab:del(name, opts)
     end
   end
   core.fault_point("netns-del-disconnected")
+  -- (warm runs' prepared mount namespace holds a copy of the pin)
+  prepared.drop(self.ns)
   if live then
     ok, err = core.netns_unmount(pin, 5000)
   else

@@ -27,6 +27,8 @@ local instance = require "rootlessnetns.instance"
 local log = require "rootlessnetns.log"
 local refs = require "rootlessnetns.refs"
 local session = require "rootlessnetns.session"
+local prepared = require "rootlessnetns.prepared"
+local reaper = require "rootlessnetns.reaper"
 local state = require "rootlessnetns.state"
 local worker = require "rootlessnetns.worker"
 
@@ -46,14 +48,18 @@ M.LAB_VETH_PREFIX = instance.LAB_VETH_PREFIX
 --   (a Signals object of core.block_signals: each of them ends every wait
 --   for the lock, and methods then fail with stage "signal") and
 --   `in_process` (join the holder in this process: for a process that
---   exits once the method returns, such as the CLI)
+--   exits once the method returns, such as the CLI) and `warm` (the CLI's
+--   plain `run`: {config = the default config file or nil}; its runs
+--   prepare what warm runs use, see rootlessnetns.warm)
 -- @treturn[1] Netns
 -- @return[2] nil, message
 function M.new(opts)
   opts = opts or {}
   local overrides, cfg = {}, nil
   for k, v in pairs(opts) do
-    if k ~= "config" and k ~= "getenv" and k ~= "signals" and k ~= "in_process" then overrides[k] = v end
+    if k ~= "config" and k ~= "getenv" and k ~= "signals" and k ~= "in_process" and k ~= "warm" then
+      overrides[k] = v
+    end
   end
   if opts.config then
     local err
@@ -69,7 +75,7 @@ function M.new(opts)
     if not ok then return nil, berr end
   end
   return setmetatable({ cfg = cfg, getenv = opts.getenv or os.getenv, signals = opts.signals,
-    in_process = opts.in_process == true }, Netns)
+    in_process = opts.in_process == true, config_path = opts.config, warm = opts.warm }, Netns)
 end
 
 --- Run @argv inside the rootless netns with the lock released: a
@@ -120,6 +126,7 @@ function Netns:run(cmd, opts)
   if not s then return nil, serr, scode, sstage, ssig end
   local up, uerr, ucode, ustage, usig = instance.get_or_create(self, s.holder)
   if not up then return nil, uerr, ucode, ustage, usig end
+  if self.warm then prepared.ensure(self, plan, s.holder, state.read_json(self.paths.backend)) end
   local how, status, ecode, stage = run_counted(s, argv, opts.env, plan, opts.signals)
   if s.lock then
     local cok, cerr = refs.clean_up_if_unused(self)
@@ -272,6 +279,10 @@ function Netns:status()
   end
   local nets = state.read_count(p.refcount)
   out.refs = { nets = nets, runs = state.live_refs(p), connections = live and state.connections(p) or 0 }
+  if live and nets == 0 and out.refs.connections == 0 and out.refs.runs > 0 then
+    -- warm runs left with nobody to clean up after them (a killed reaper)
+    reaper.ensure(self)
+  end
   out.up = live == true and out.backend.alive
   out.netns = live == true
   return out

@@ -5,12 +5,14 @@
 --   run records  one file per live command (refs/<pid>-<starttime>): the
 --                command's own identity, so a SIGKILLed caller leaks
 --                nothing past the next command, which reaps dead records
+--                (a warm run's holds "exec": see rootlessnetns.reaper)
 --   connections  completed leases of `netns connect` (a connect killed half
 --                way holds none; its lease is repaired away)
 -- Every function here is called with the session's lock held.
 local core = require "rootlessnetns"
 local instance = require "rootlessnetns.instance"
 local log = require "rootlessnetns.log"
+local reaper = require "rootlessnetns.reaper"
 local state = require "rootlessnetns.state"
 
 local M = {}
@@ -76,11 +78,17 @@ function M.drop_nets(paths, n)
 end
 
 --- The last one out cleans up: remove the namespace when nobody uses it.
+-- When only warm runs are left (no CLI waits for them), the reaper does
+-- it after the last of them.
 -- @treturn[1] true (removed, or still in use)
 -- @return[2] nil, message
 function M.clean_up_if_unused(ns)
-  if M.users(ns) > 0 then return true end
-  return instance.cleanup(ns)
+  local users, nets = M.users(ns)
+  if users == 0 then return instance.cleanup(ns) end
+  if nets == 0 and state.connections(ns.paths) == 0 and #reaper.warm_runs(ns.paths) > 0 then
+    reaper.ensure(ns)
+  end
+  return true
 end
 
 return M

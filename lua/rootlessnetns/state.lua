@@ -98,6 +98,9 @@ function M.paths(base)
     log = dir .. "/backend.log",
     leases = dir .. "/leases.json",
     built = dir .. "/built-from.json",
+    keeper = dir .. "/mnt-keeper",
+    warm = dir .. "/warm-run",
+    reaper = dir .. "/reaper",
     names = base .. "/netns",
     orphans = base .. "/orphans.json",
   }

@@ -130,7 +130,10 @@ describe("a hostile environment", function()
       assert.same({ "exited", 0 }, { how, status }, output)
     end
     in_holder(("mount --bind '%s' '%s' && mount -o remount,bind,ro '%s'"):format(refs, refs, refs))
-    code, out, err = helper.cli({ "run", "--", "touch", marker }, env)
+    -- (the slow path: a warm run records itself before it joins anything,
+    -- where this read-only view does not reach)
+    code, out, err = helper.cli({ "run", "--", "touch", marker },
+      { XDG_RUNTIME_DIR = dir, ROOTLESSNETNS_LOG_LEVEL = "warn" })
     in_holder(("umount '%s'"):format(refs))
     assert.equal("", out)
     assert.equal(125, code)

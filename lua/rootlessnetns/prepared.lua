@@ -1,0 +1,164 @@
+--- The prepared mount namespace of warm runs (rootlessnetns.warm), made
+-- by the slow path.
+--
+-- The mount plan is applied once per namespace lifetime, not once per
+-- run: a keeper process (`rootlessnetns-mounts`, detached, in the
+-- holder's namespaces) unshares a mount namespace from the holder's,
+-- makes `/` rslave, applies the plan and stays, so that a warm run joins
+-- its user and mount namespaces in one setns and unshares a private copy.
+-- (Pinning the namespace with a bind mount instead is refused by the
+-- kernel's loop check, EINVAL, whenever the binder's mount namespace does
+-- not sort before the new one, which on Linux 6.18 is often.)
+--
+-- The warm-run record says what it was built from; a plan that differs
+-- rebuilds it, so a run never gets a stale plan.  It holds copies of the
+-- pins that existed when it was made, so it goes whenever one of them
+-- goes (cleanup, `netns add`/`del`) and the next slow run makes it again.
+-- The keeper lives while its record (`rootless-netns/mnt-keeper`) names
+-- it: a command killed half way, or a cleanup from anywhere, ends it
+-- within a second.
+local core = require "rootlessnetns"
+local log = require "rootlessnetns.log"
+local state = require "rootlessnetns.state"
+local warm = require "rootlessnetns.warm"
+
+local M = {}
+
+M.TITLE = "rootlessnetns-mounts"
+M.READY_TIMEOUT_MS = 5000
+
+-- An entry's fields (every plain value, in a stable order) as Lua text.
+local function entry_text(e)
+  local keys = {}
+  for k, v in pairs(e) do
+    local t = type(v)
+    if type(k) == "string" and (t == "string" or t == "number" or t == "boolean") then keys[#keys + 1] = k end
+  end
+  table.sort(keys)
+  local fields = {}
+  for _, k in ipairs(keys) do
+    local v = e[k]
+    fields[#fields + 1] = ("%s = %s"):format(k, type(v) == "string" and ("%q"):format(v) or tostring(v))
+  end
+  return "{ " .. table.concat(fields, ", ") .. " }"
+end
+
+--- The plan as one line of text, to tell plans apart.
+function M.fingerprint(plan)
+  local out = {}
+  for _, e in ipairs(plan) do out[#out + 1] = entry_text(e) end
+  return (table.concat(out, "; "):gsub("[\r\n]", "\\n"))
+end
+
+-- The plan as a Lua chunk, for the keeper's fresh state.
+local function plan_chunk(plan)
+  local out = {}
+  for _, e in ipairs(plan) do out[#out + 1] = entry_text(e) end
+  return "return { " .. table.concat(out, ",\n") .. " }"
+end
+
+-- What the keeper runs, in a fresh Lua state.
+local KEEPER = [[
+local path, cpath, plan, status, record = ...
+package.path, package.cpath = path, cpath
+require("rootlessnetns.prepared").keeper_main(plan, status, record)
+]]
+
+local function read_keeper(p)
+  local pid, st = (core.readfile(p.keeper, 64) or ""):match("^(%d+) (%d+)\n$")
+  return math.tointeger(tonumber(pid)), math.tointeger(tonumber(st))
+end
+
+--- The keeper's body: make the namespace, say so, then stay while the
+-- record names us.
+function M.keeper_main(plan_text, status, record)
+  local mounts = require "rootlessnetns.mounts"
+  local me = ("%d %d\n"):format(core.getpid(), (core.starttime(core.getpid())))
+  local plan = load(plan_text, "=plan", "t", {})
+  local ok, err = plan ~= nil, "unreadable plan"
+  if ok then ok, err = core.unshare(core.CLONE_NEWNS) end
+  if ok then ok, err = core.mount(nil, "/", nil, "rslave") end
+  if ok then ok, err = mounts.apply(plan()) end
+  core.writefile(status, ok and "ok\n" or ("error " .. tostring(err) .. "\n"), tonumber("600", 8))
+  if not ok then return end
+  while core.readfile(record, 64) == me do core.sleep(1000) end
+end
+
+--- Forget the prepared mount namespace (idempotent, from anywhere).
+function M.drop(ns)
+  local p = ns.paths
+  core.unlink(p.warm)
+  local pid, st = read_keeper(p)
+  if pid and st then core.kill(pid, st, core.SIGKILL) end
+  core.unlink(p.keeper)
+end
+
+-- Start a keeper with @plan and wait until it is ready.  Lock held, in
+-- the holder.
+-- @treturn[1] table {pid, starttime}
+local function build(ns, plan)
+  local p = ns.paths
+  M.drop(ns)
+  local status = p.keeper .. ".status"
+  core.unlink(status)
+  local pid, err = core.detached(M.TITLE, KEEPER, package.path, package.cpath, plan_chunk(plan), status, p.keeper)
+  if not pid then return nil, err end
+  local st = core.starttime(pid)
+  -- recorded at once: from here on a cleanup (or our death) ends it
+  local ok, werr = false, "the keeper ended at once"
+  if st then ok, werr = core.writefile(p.keeper, ("%d %d\n"):format(pid, st), tonumber("600", 8)) end
+  if not ok then
+    if st then core.kill(pid, st, core.SIGKILL) end
+    return nil, werr
+  end
+  local deadline = core.clock() + M.READY_TIMEOUT_MS / 1000
+  local said
+  repeat
+    said = core.readfile(status, 4096)
+    if said or not core.alive(pid, st) then break end
+    core.sleep(1)
+  until core.clock() > deadline
+  core.unlink(status)
+  if said ~= "ok\n" then
+    M.drop(ns)
+    return nil, "prepare the mount namespace: " .. (said and said:gsub("^error ", ""):gsub("\n$", "")
+      or "the keeper did not answer")
+  end
+  log.debug("prepared the mount namespace of warm runs (keeper %d)", pid)
+  return { pid = pid, starttime = st }
+end
+
+--- After a slow run has made sure of everything (lock held, in our own
+-- holder, the backend @brec live): make sure the prepared mount namespace
+-- has @plan, and record what warm runs must find to use it.  A failure
+-- only costs warm runs (logged).
+function M.ensure(ns, plan, h, brec)
+  local p = ns.paths
+  if not (ns.warm and h and h.mode == "own" and not h.nested and state.valid_identity(brec)) then return end
+  local rec = warm.decode(core.readfile(p.warm, 65536))
+  local fingerprint = M.fingerprint(plan)
+  local kpid, kst = read_keeper(p)
+  local keeper = kpid and core.alive(kpid, kst) and { pid = kpid, starttime = kst }
+  if not (rec and rec.plan == fingerprint and keeper and rec.holder_pid == h.pid) then
+    local err
+    keeper, err = build(ns, plan)
+    if not keeper then
+      log.debug("%s (runs take the slow path)", err)
+      return
+    end
+  end
+  local resolv_path = brec.resolv_source or ns.cfg.host_resolv_conf or "/etc/resolv.conf"
+  local text = warm.encode {
+    holder_pid = h.pid, holder_starttime = h.starttime,
+    keeper_pid = keeper.pid, keeper_starttime = keeper.starttime,
+    backend_pid = brec.pid, backend_starttime = brec.starttime,
+    config = warm.identity(ns.warm.config), resolv = warm.identity(resolv_path), resolv_path = resolv_path,
+    plan = fingerprint,
+  }
+  if core.readfile(p.warm, 65536) ~= text then
+    local ok, err = core.writefile(p.warm, text, tonumber("600", 8))
+    if not ok then log.warn("%s", err) end
+  end
+end
+
+return M
