@@ -30,8 +30,15 @@ describe("warm run", function()
   -- up, held by `setup`, and one slow run made what warm runs use
   local function warm_up()
     assert.equal(0, (cli { "--backend", "slirp4netns", "setup" }))
-    local code, _, err = cli { "run", "--", "true" }
-    assert.equal(0, code, err)
+    -- (a slow machine, ASan: the keeper may miss its ready time once;
+    -- the next slow run makes it again)
+    local record = fx.xdg .. "/rootlessnetns/rootless-netns/warm-run"
+    for _ = 1, 3 do
+      local code, _, err = cli({ "run", "--", "true" }, { ROOTLESSNETNS_LOG_LEVEL = "warn" })
+      assert.equal(0, code, err)
+      if core.lstat(record) then return end
+    end
+    error("no slow run prepared warm runs")
   end
 
   before_each(function()
