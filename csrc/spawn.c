@@ -595,24 +595,30 @@ l_fork(lua_State *L)
 	return 1;
 }
 
-/* Grandchild side of l_detached(): a fresh Lua state runs @code. */
+/*
+ * Grandchild side of l_detached(): a fresh Lua state runs @code.  Its pid
+ * goes to @pid_w once it shows @title, so that the caller never sees it
+ * under the caller's own command line.
+ */
 static void __attribute__((noreturn))
-detached_main(const char *title, const char *code, const char *const *args, int nargs)
+detached_main(const char *title, const char *code, const char *const *args, int nargs, int pid_w)
 {
 	lua_State *L;
 	int null, fd, i;
+	pid_t self = getpid();
 	sigset_t none;
 
 	(void)setsid();
 	/* (the caller may have blocked signals it reads through a signalfd) */
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+	(void)rlns_set_proctitle(title);
+	(void)TEMP_FAILURE_RETRY(write(pid_w, &self, sizeof self));
 	null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	for (fd = 0; fd <= 2 && null >= 0; fd++)
 		(void)TEMP_FAILURE_RETRY(dup2(null, fd));
 	/* Nothing of the caller's: its lock, pidfds, sockets stay its own. */
 	(void)syscall(SYS_close_range, 3U, ~0U, 0U);
-	(void)rlns_set_proctitle(title);
 	L = luaL_newstate();
 	if (L == NULL)
 		_exit(1);
@@ -665,8 +671,7 @@ l_detached(lua_State *L)
 		pid_t pid = fork();
 
 		if (pid == 0)
-			detached_main(title, code, args, nargs);
-		(void)TEMP_FAILURE_RETRY(write(pid_w, &pid, sizeof pid));
+			detached_main(title, code, args, nargs, pid_w);
 		_exit(pid < 0 ? 1 : 0);
 	}
 	rlns_closep(&pid_w);
