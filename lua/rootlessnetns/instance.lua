@@ -173,6 +173,12 @@ function M.keep_orphaned_backend(ns)
   return { pid = rec.pid, name = rec.name, users = users }
 end
 
+--- What a kept backend (keep_orphaned_backend's result) means to the user.
+function M.kept_text(kept)
+  return ("%d process%s still inside the old namespace keep%s the old network (%s, pid %d) until they end")
+    :format(kept.users, kept.users == 1 and "" or "es", kept.users == 1 and "s" or "", tostring(kept.name), kept.pid)
+end
+
 --- Stop the orphaned backends whose namespace nobody of ours is in any
 -- more (and forget those that are gone); with @all, every one.  Called
 -- before the holder is joined, as keep_orphaned_backend.
@@ -442,9 +448,7 @@ function M.get_or_create(ns, h)
   local kept = h and h.created and h.replaced and ns.orphaned
   if kept then
     -- (its pin was moved aside with the backend it keeps)
-    log.warn("the previous holder died; %d process%s still inside the old namespace keep%s the old network "
-      .. "(%s, pid %d) until they end", kept.users, kept.users == 1 and "" or "es", kept.users == 1 and "s" or "",
-      tostring(kept.name), kept.pid)
+    log.warn("the previous holder died; %s", M.kept_text(kept))
   end
   if is_ns == false then
     -- A plain file: a create killed before its bind mount, or a holder

@@ -42,6 +42,9 @@ M.Netns = Netns
 
 M.LAB_VETH_PREFIX = instance.LAB_VETH_PREFIX
 
+-- Options of the handle itself; every other key is a configuration key.
+local HANDLE_OPTIONS = { config = true, getenv = true, signals = true, in_process = true, warm = true }
+
 --- Create a handle.  Nothing is touched on disk until a method runs.
 -- @tparam[opt] table opts configuration keys (see the README), plus
 --   `config` (a path to load first), `getenv` (for tests), `signals`
@@ -57,9 +60,7 @@ function M.new(opts)
   opts = opts or {}
   local overrides, cfg = {}, nil
   for k, v in pairs(opts) do
-    if k ~= "config" and k ~= "getenv" and k ~= "signals" and k ~= "in_process" and k ~= "warm" then
-      overrides[k] = v
-    end
+    if not HANDLE_OPTIONS[k] then overrides[k] = v end
   end
   if opts.config then
     local err
@@ -247,13 +248,10 @@ function Netns:status()
   local p = self.paths
   local lock <close>, lerr, lcode, lstage, lsig = session.lock(self, "sh")
   if not lock then return nil, lerr, lcode, lstage, lsig end
-  session.tend_orphans(self)
-  local ok_owner, oerr, ocode = session.check_owner(self, session.mode_of(self))
-  if not ok_owner then return nil, oerr, ocode end
-  -- first: a holder that lost its record is found and adopted
-  local entered = session.enter_holder(self, false)
-  ok_owner, oerr, ocode = session.check_owner(self, session.mode_of(self, entered))
-  if not ok_owner then return nil, oerr, ocode end
+  -- first: a holder that lost its record is found and adopted (a holder
+  -- that cannot be joined is reported as such, not as a failure)
+  local entered, oerr, ocode, _, _, refused = session.enter(self, false)
+  if refused then return nil, oerr, ocode end
   local kind = session.mode_of(self, entered) or "current"
   local h
   if kind == "own" then

@@ -38,24 +38,20 @@ function M.warm_runs(p)
   return out
 end
 
-local function running(p)
-  local pid, st = (core.readfile(p.reaper, 64) or ""):match("^(%d+) (%d+)\n$")
-  pid, st = math.tointeger(tonumber(pid)), math.tointeger(tonumber(st))
-  return pid ~= nil and st ~= nil and core.alive(pid, st)
-end
-
---- Start the reaper unless one runs.  Lock held.
+--- Start the reaper when warm runs are left and none runs.  Lock held.
 function M.ensure(ns)
   local p = ns.paths
-  if running(p) or #M.warm_runs(p) == 0 then return end
-  local pid, err = core.detached(M.TITLE, MAIN, package.path, package.cpath, p.base, ns.runtime_dir,
+  local pid, st = state.read_identity(p.reaper)
+  if (pid and core.alive(pid, st)) or #M.warm_runs(p) == 0 then return end
+  local err
+  pid, err = core.detached(M.TITLE, MAIN, package.path, package.cpath, p.base, ns.runtime_dir,
     ns.config_path or "")
   if not pid then
     log.warn("cannot start the reaper of warm runs (the next command cleans up): %s", err)
     return
   end
-  local st = core.starttime(pid)
-  if st then core.writefile(p.reaper, ("%d %d\n"):format(pid, st), tonumber("600", 8)) end
+  st = core.starttime(pid)
+  if st then state.write_identity(p.reaper, pid, st) end
   log.debug("reaper %d waits for the warm runs left", pid)
 end
 
@@ -76,10 +72,11 @@ function M.main(base, runtime_dir, config)
       pause = math.min(pause * 2, 100)
     else
       local s <close> = assert(session.begin(ns, false))
-      local _, nets = refs.users(s.ns)
-      if #M.warm_runs(p) == 0 or nets > 0 or state.connections(p) > 0 then
-        -- (refs.users reaped the dead references: zero means nobody)
-        if refs.users(ns) == 0 then instance.cleanup(ns) end
+      -- (refs.users reaps the dead references: zero means nobody)
+      local users, nets, connections = refs.users(s.ns)
+      if users == 0 then instance.cleanup(ns) end
+      if users == 0 or nets > 0 or connections > 0 or #M.warm_runs(p) == 0 then
+        -- nobody left, or someone who will clean up after themselves
         core.unlink(p.reaper)
         return
       end

@@ -20,13 +20,15 @@ local M = {}
 --- How many users the namespace of @ns has.
 -- @treturn integer all of them
 -- @treturn integer the nets among them
+-- @treturn integer the connections among them
 function M.users(ns)
   local nets, warning = state.read_count(ns.paths.refcount)
   if warning then
     log.warn("%s", warning)
     state.write_count(ns.paths.refcount, nets)
   end
-  return nets + state.live_refs(ns.paths) + state.connections(ns.paths), nets
+  local connections = state.connections(ns.paths)
+  return nets + state.live_refs(ns.paths) + connections, nets, connections
 end
 
 --- Record the process @proc (a command we started) as a user.
@@ -83,11 +85,9 @@ end
 -- @treturn[1] true (removed, or still in use)
 -- @return[2] nil, message
 function M.clean_up_if_unused(ns)
-  local users, nets = M.users(ns)
+  local users, nets, connections = M.users(ns)
   if users == 0 then return instance.cleanup(ns) end
-  if nets == 0 and state.connections(ns.paths) == 0 and #reaper.warm_runs(ns.paths) > 0 then
-    reaper.ensure(ns)
-  end
+  if nets == 0 and connections == 0 then reaper.ensure(ns) end
   return true
 end
 

@@ -160,10 +160,8 @@ local function tend_dead_pause(ns, built)
   local instance = require "rootlessnetns.instance"
   local kept = instance.keep_orphaned_backend(ns)
   ns.orphaned = kept
-  log.warn("podman's pause process %d died, and the rootless netns in it with it; %s", built.holder_pid, kept
-    and ("%d process%s still inside keep%s its network (%s, pid %d) until they end"):format(kept.users,
-      kept.users == 1 and "" or "es", kept.users == 1 and "s" or "", tostring(kept.name), kept.pid)
-    or "its backend is stopped")
+  log.warn("podman's pause process %d died, and the rootless netns in it with it; %s", built.holder_pid,
+    kept and instance.kept_text(kept) or "its backend is stopped")
   local ok, err = instance.cleanup(ns)
   if not ok then log.warn("%s", err) end
 end
@@ -184,6 +182,24 @@ function M.tend_orphans(ns)
     ns.orphaned = instance.keep_orphaned_backend(ns)
   end
   instance.reap_orphans(ns)
+end
+
+--- What every operation does once it holds the lock: tend what a dead
+-- holder left, then join the holder (creating it only when @may_create),
+-- refusing a command whose mode would not find the pins: before joining
+-- when its config tells, after when only joining can.
+-- @treturn[1] table|false the holder, or false (none, and none may be made)
+-- @return[2] nil, message, errno, stage, signal number; and true when it
+--   was the owner check that refused
+function M.enter(ns, may_create)
+  M.tend_orphans(ns)
+  local ok, err, code = M.check_owner(ns, M.mode_of(ns))
+  if not ok then return nil, err, code, nil, nil, true end
+  local h, herr, hcode, hstage, hsig = M.enter_holder(ns, may_create)
+  if h == nil then return nil, herr, hcode, hstage, hsig end
+  ok, err, code = M.check_owner(ns, M.mode_of(ns, h))
+  if not ok then return nil, err, code, nil, nil, true end
+  return h
 end
 
 local Session = {}
@@ -214,21 +230,10 @@ function M.begin(ns, may_create, mode)
   if not ok then return nil, err end
   local lock, lerr, lcode, lstage, lsig = M.lock(ns, mode)
   if not lock then return nil, lerr, lcode, lstage, lsig end
-  M.tend_orphans(ns)
-  local ook, oerr, ocode = M.check_owner(ns, M.mode_of(ns))
-  if not ook then
-    lock:close()
-    return nil, oerr, ocode
-  end
-  local h, herr, hcode, hstage, hsig = M.enter_holder(ns, may_create)
+  local h, herr, hcode, hstage, hsig = M.enter(ns, may_create)
   if h == nil then
     lock:close()
     return nil, herr, hcode, hstage, hsig
-  end
-  ook, oerr, ocode = M.check_owner(ns, M.mode_of(ns, h))
-  if not ook then
-    lock:close()
-    return nil, oerr, ocode
   end
   return setmetatable({ ns = ns, paths = ns.paths, lock = lock, holder = h }, Session)
 end

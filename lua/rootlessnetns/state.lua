@@ -192,6 +192,19 @@ function M.write_count(path, n)
   return core.writefile(path, tostring(n), PRIVATE_FILE)
 end
 
+--- A process named by a one-line record "pid starttime" (the keeper's,
+-- the reaper's).
+-- @treturn integer|nil pid
+-- @treturn integer|nil start time
+function M.read_identity(path)
+  local pid, st = (core.readfile(path, 64) or ""):match("^(%d+) (%d+)\n$")
+  return math.tointeger(tonumber(pid)), math.tointeger(tonumber(st))
+end
+
+function M.write_identity(path, pid, starttime)
+  return core.writefile(path, ("%d %d\n"):format(pid, starttime), PRIVATE_FILE)
+end
+
 --- Record a process using the namespace (a `run` command).
 function M.add_ref(p, pid, starttime)
   return core.writefile(("%s/%d-%d"):format(p.refs, pid, starttime), "", PRIVATE_FILE)
