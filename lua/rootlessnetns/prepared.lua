@@ -64,11 +64,6 @@ package.path, package.cpath = path, cpath
 require("rootlessnetns.prepared").keeper_main(plan, status, record)
 ]]
 
-local function read_keeper(p)
-  local pid, st = (core.readfile(p.keeper, 64) or ""):match("^(%d+) (%d+)\n$")
-  return math.tointeger(tonumber(pid)), math.tointeger(tonumber(st))
-end
-
 --- The keeper's body: make the namespace, say so, then stay while the
 -- record names us.
 function M.keeper_main(plan_text, status, record)
@@ -81,6 +76,10 @@ function M.keeper_main(plan_text, status, record)
   if ok then ok, err = mounts.apply(plan()) end
   core.writefile(status, ok and "ok\n" or ("error " .. tostring(err) .. "\n"), tonumber("600", 8))
   if not ok then return end
+  -- The record is written once our pid is known, which may be after we
+  -- got here: wait for it (bounded), then stay while it names us.
+  local deadline = core.clock() + M.READY_TIMEOUT_MS / 1000
+  while core.readfile(record, 64) ~= me and core.clock() < deadline do core.sleep(10) end
   while core.readfile(record, 64) == me do core.sleep(1000) end
 end
 
@@ -88,8 +87,8 @@ end
 function M.drop(ns)
   local p = ns.paths
   core.unlink(p.warm)
-  local pid, st = read_keeper(p)
-  if pid and st then core.kill(pid, st, core.SIGKILL) end
+  local pid, st = state.read_identity(p.keeper)
+  if pid then core.kill(pid, st, core.SIGKILL) end
   core.unlink(p.keeper)
 end
 
@@ -106,7 +105,7 @@ local function build(ns, plan)
   local st = core.starttime(pid)
   -- recorded at once: from here on a cleanup (or our death) ends it
   local ok, werr = false, "the keeper ended at once"
-  if st then ok, werr = core.writefile(p.keeper, ("%d %d\n"):format(pid, st), tonumber("600", 8)) end
+  if st then ok, werr = state.write_identity(p.keeper, pid, st) end
   if not ok then
     if st then core.kill(pid, st, core.SIGKILL) end
     return nil, werr
@@ -135,9 +134,10 @@ end
 function M.ensure(ns, plan, h, brec)
   local p = ns.paths
   if not (ns.warm and h and h.mode == "own" and not h.nested and state.valid_identity(brec)) then return end
-  local rec = warm.decode(core.readfile(p.warm, 65536))
+  local old = core.readfile(p.warm, 65536)
+  local rec = warm.decode(old)
   local fingerprint = M.fingerprint(plan)
-  local kpid, kst = read_keeper(p)
+  local kpid, kst = state.read_identity(p.keeper)
   local keeper = kpid and core.alive(kpid, kst) and { pid = kpid, starttime = kst }
   if not (rec and rec.plan == fingerprint and keeper and rec.holder_pid == h.pid) then
     local err
@@ -155,7 +155,7 @@ function M.ensure(ns, plan, h, brec)
     config = warm.identity(ns.warm.config), resolv = warm.identity(resolv_path), resolv_path = resolv_path,
     plan = fingerprint,
   }
-  if core.readfile(p.warm, 65536) ~= text then
+  if old ~= text then
     local ok, err = core.writefile(p.warm, text, tonumber("600", 8))
     if not ok then log.warn("%s", err) end
   end

@@ -129,7 +129,8 @@ local function check(dir, rec, args)
   if not rec then return nil end
   if rec.config ~= M.identity(M.config_path(os.getenv)) then return nil end
   if rec.resolv ~= M.identity(rec.resolv_path) then return nil end
-  if not (core.alive(rec.holder_pid, rec.holder_starttime) and core.alive(rec.backend_pid, rec.backend_starttime)) then
+  if not (core.alive(rec.holder_pid, rec.holder_starttime) and core.alive(rec.keeper_pid, rec.keeper_starttime)
+    and core.alive(rec.backend_pid, rec.backend_starttime)) then
     return nil
   end
   -- held by `setup`: whoever drops that count sees this run's reference
@@ -169,7 +170,7 @@ function M.try(args)
   -- namespace: one setns for both (through its pidfd, so never a reused pid).
   local keeper = core.process(rec.keeper_pid)
   local cwd = core.getcwd()
-  local joined = keeper and core.starttime(rec.keeper_pid) == rec.keeper_starttime
+  local joined = keeper and core.alive(rec.keeper_pid, rec.keeper_starttime)
     and core.setns(keeper:fileno(), core.CLONE_NEWUSER | core.CLONE_NEWNS)
   if keeper then keeper:close() end
   if not joined then
