@@ -127,7 +127,13 @@ function Netns:run(cmd, opts)
   if not s then return nil, serr, scode, sstage, ssig end
   local up, uerr, ucode, ustage, usig = instance.get_or_create(self, s.holder)
   if not up then return nil, uerr, ucode, ustage, usig end
-  if self.warm then prepared.ensure(self, plan, s.holder, state.read_json(self.paths.backend)) end
+  if self.warm then
+    local pok, werr, wcode, wstage, wsig = prepared.ensure(self, plan, s.holder, state.read_json(self.paths.backend))
+    if not pok then
+      refs.clean_up_if_unused(self)
+      return nil, werr, wcode, wstage, wsig
+    end
+  end
   local how, status, ecode, stage = run_counted(s, argv, opts.env, plan, opts.signals)
   if s.lock then
     local cok, cerr = refs.clean_up_if_unused(self)

@@ -95,6 +95,7 @@ end
 -- Start a keeper with @plan and wait until it is ready.  Lock held, in
 -- the holder.
 -- @treturn[1] table {pid, starttime}
+-- @return[2] nil, message[, the signal that ended the wait]
 local function build(ns, plan)
   local p = ns.paths
   M.drop(ns)
@@ -111,12 +112,18 @@ local function build(ns, plan)
     return nil, werr
   end
   local deadline = core.clock() + M.READY_TIMEOUT_MS / 1000
-  local said
+  local said, sig
   repeat
     said = core.readfile(status, 4096)
     if said or not core.alive(pid, st) then break end
-    core.sleep(1)
-  until core.clock() > deadline
+    -- (a signal ends this wait as every other)
+    if ns.signals then sig = ns.signals:wait(1) else core.sleep(1) end
+  until sig or core.clock() > deadline
+  if sig then
+    core.unlink(status)
+    M.drop(ns)
+    return nil, ("interrupted by signal %d while preparing the mount namespace"):format(sig), sig
+  end
   core.unlink(status)
   if said ~= "ok\n" then
     M.drop(ns)
@@ -130,21 +137,23 @@ end
 --- After a slow run has made sure of everything (lock held, in our own
 -- holder, the backend @brec live): make sure the prepared mount namespace
 -- has @plan, and record what warm runs must find to use it.  A failure
--- only costs warm runs (logged).
+-- only costs warm runs (logged); a signal while it waits ends the run.
+-- @return[2] nil, message, EINTR, "signal", the signal number
 function M.ensure(ns, plan, h, brec)
   local p = ns.paths
-  if not (ns.warm and h and h.mode == "own" and not h.nested and state.valid_identity(brec)) then return end
+  if not (ns.warm and h and h.mode == "own" and not h.nested and state.valid_identity(brec)) then return true end
   local old = core.readfile(p.warm, 65536)
   local rec = warm.decode(old)
   local fingerprint = M.fingerprint(plan)
   local kpid, kst = state.read_identity(p.keeper)
   local keeper = kpid and core.alive(kpid, kst) and { pid = kpid, starttime = kst }
   if not (rec and rec.plan == fingerprint and keeper and rec.holder_pid == h.pid) then
-    local err
-    keeper, err = build(ns, plan)
+    local err, sig
+    keeper, err, sig = build(ns, plan)
+    if sig then return nil, err, core.errno.EINTR, "signal", sig end
     if not keeper then
       log.debug("%s (runs take the slow path)", err)
-      return
+      return true
     end
   end
   local resolv_path = brec.resolv_source or ns.cfg.host_resolv_conf or "/etc/resolv.conf"
@@ -159,6 +168,7 @@ function M.ensure(ns, plan, h, brec)
     local ok, err = core.writefile(p.warm, text, tonumber("600", 8))
     if not ok then log.warn("%s", err) end
   end
+  return true
 end
 
 return M
