@@ -9,6 +9,8 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
+#include <time.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -214,8 +216,40 @@ l_readall(lua_State *L)
 	return 1;
 }
 
+/*
+ * rlns_write_all() without SIGPIPE: a pipe whose reader is gone is EPIPE
+ * here, never the death of the caller (a command's child that failed
+ * before it read the word its parent sends).  SIGPIPE is blocked around
+ * the write and one it raised is taken back; the caller's mask and
+ * dispositions are as they were.
+ */
+static ssize_t
+write_all_nosigpipe(int fd, const void *buf, size_t len)
+{
+	sigset_t pipe_set, old, pending;
+	ssize_t r;
+	int err, was_pending;
+
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	sigpending(&pending);
+	was_pending = sigismember(&pending, SIGPIPE);
+	sigprocmask(SIG_BLOCK, &pipe_set, &old);
+	r = rlns_write_all(fd, buf, len);
+	err = errno;
+	if (r < 0 && err == EPIPE && !was_pending) {
+		static const struct timespec now = {0, 0};
+
+		while (sigtimedwait(&pipe_set, NULL, &now) < 0 && errno == EINTR)
+			;
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	errno = err;
+	return r;
+}
+
 /***
- * Write a whole string.
+ * Write a whole string (EPIPE, not SIGPIPE, when the reader is gone).
  * @function write
  */
 static int
@@ -225,7 +259,7 @@ l_write(lua_State *L)
 	size_t len;
 	const char *s = luaL_checklstring(L, 2, &len);
 
-	if (rlns_write_all(fd, s, len) < 0)
+	if (write_all_nosigpipe(fd, s, len) < 0)
 		return rlns_pushfail(L, errno, "write fd %d", fd);
 	return rlns_pushtrue(L);
 }

@@ -11,6 +11,22 @@ describe("Fd objects", function()
     r:close()
   end)
 
+  it("write to a pipe nobody reads is EPIPE, not the death of the writer", function()
+    -- in a child: without the fix SIGPIPE kills whoever writes
+    local how, code = helper.in_child(function()
+      local r, w = core.pipe()
+      r:close()
+      local ok, msg, errno = w:write("x")
+      assert(ok == nil and msg:match("Broken pipe") and errno == core.errno.EPIPE)
+      -- and no SIGPIPE is left pending for later
+      local r2, w2 = core.pipe()
+      r2:close()
+      assert(w2:write("y") == nil)
+      return true
+    end)
+    assert.is_true(how, tostring(code))
+  end)
+
   it("times out a read with ETIMEDOUT", function()
     local r, w = core.pipe()
     local v, msg, code = r:read(10, 20)
