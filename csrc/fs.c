@@ -337,9 +337,20 @@ l_getcwd(lua_State *L)
 	return 1;
 }
 
+/***
+ * Change the working directory to a path, or to a directory opened as an
+ * Fd (fchdir: the same directory even where its path now shows another).
+ * @function chdir
+ * @tparam string|Fd dir
+ */
 static int
 l_chdir(lua_State *L)
 {
+	if (rlns_isfd(L, 1)) {
+		if (fchdir(rlns_checkfd(L, 1)) < 0)
+			return rlns_pushfail(L, errno, "fchdir");
+		return rlns_pushtrue(L);
+	}
 	const char *path = luaL_checkstring(L, 1);
 
 	if (chdir(path) < 0)

@@ -258,6 +258,14 @@ function M.settled_processes(pin, n)
   return M.settled(function() return M.processes(pin) end, n)
 end
 
+--- SIGKILL process @pid (identity @starttime) and wait until it has
+-- exited (a zombie or gone, at most 5 s).  Its fds close before it is
+-- done: a process with none may still be in its namespaces.
+function M.kill_and_wait(pid, starttime)
+  assert(core.kill(pid, starttime, core.SIGKILL))
+  return M.eventually(function() return not core.alive(pid, starttime) end, 5)
+end
+
 --- The holders of state directory @base, settled to @n.
 function M.settled_holders(base, n)
   return M.settled(function() return M.holders(base) end, n)

@@ -68,7 +68,7 @@ local EXIT_OF_STAGE = { exec = 126, setup = 125, ["function"] = 125 }
 
 --- Child side: enter the netns, private mounts, wait for the word, then
 -- exec or call.
-local function child_main(netfd, plan, cmd, env, report, go)
+local function child_main(netfd, plan, cmd, env, report, go, prepared)
   -- Short-lived and about to exec: collecting garbage would only copy
   -- the parent's heap pages (copy-on-write) for nothing.
   collectgarbage("stop")
@@ -78,15 +78,26 @@ local function child_main(netfd, plan, cmd, env, report, go)
     if stage == "exec" and code == errno.ENOENT then status = 127 end
     core._exit(status)
   end
+  -- The prepared mount namespace has the plan applied and `/` rslave
+  -- already; joining it moves the working directory to its root, so it
+  -- is taken back by descriptor.  (Should the keeper have gone, setns
+  -- changed nothing and the plan is applied here.)
+  local joined = prepared and core.setns(prepared.keeper:fileno(), core.CLONE_NEWNS)
+  if joined then
+    core.chdir(prepared.cwd)
+    log.debug("joined the prepared mount namespace (keeper %d)", prepared.pid)
+  end
   local ok, err, code = core.setns(netfd, core.CLONE_NEWNET)
   if not ok then fail("setup", err, code) end
   netfd:close()
   ok, err, code = core.unshare(core.CLONE_NEWNS)
   if not ok then fail("setup", err, code) end
-  ok, err, code = core.mount(nil, "/", nil, "rslave")
-  if not ok then fail("setup", err, code) end
-  ok, err, code = mounts.apply(plan, log)
-  if not ok then fail("setup", err, code) end
+  if not joined then
+    ok, err, code = core.mount(nil, "/", nil, "rslave")
+    if not ok then fail("setup", err, code) end
+    ok, err, code = mounts.apply(plan, log)
+    if not ok then fail("setup", err, code) end
+  end
   if go then
     -- the parent records us first; its end of file instead of the word
     -- means it could not (or died): the command must not run uncounted
@@ -110,10 +121,29 @@ local function child_main(netfd, plan, cmd, env, report, go)
   fail("exec", eerr, ecode)
 end
 
+-- The keeper @k of the prepared mount namespace, by pidfd (never a
+-- reused pid), and this process's working directory; nil when either is
+-- gone (the child applies the plan itself then).
+local function open_prepared(k)
+  local keeper = core.process(k.pid)
+  if not (keeper and core.alive(k.pid, k.starttime)) then
+    if keeper then keeper:close() end
+    return nil
+  end
+  local cwd = core.open(".", "path")
+  if not cwd then
+    keeper:close()
+    return nil
+  end
+  return { keeper = keeper, pid = k.pid, cwd = cwd }
+end
+
 --- Fork the child that runs @cmd (checked, resolved) inside the netns
 -- pinned at @pin with the mount plan @plan.  With @opts.held, the child
 -- waits before it runs the command until go(true) is called (the caller
 -- records it first); go(false), or the caller's death, ends it unrun.
+-- With @opts.keeper ({pid, starttime}, rootlessnetns.prepared) it joins
+-- that prepared mount namespace instead of applying @plan.
 -- @treturn[1] Process
 -- @treturn[1] Fd its report
 -- @treturn[1] function go (with @opts.held)
@@ -128,19 +158,22 @@ function M.spawn(pin, cmd, env, plan, opts)
   end
   local go_r, go_w
   if opts and opts.held then go_r, go_w = core.pipe() end
+  local prepared = opts and opts.keeper and open_prepared(opts.keeper)
   io.stdout:flush()
   io.stderr:flush()
   local pid, ferr, fcode = core.fork()
   if not pid then
     netfd:close(); report:close()
     if go_r then go_r:close(); go_w:close() end
+    if prepared then prepared.keeper:close(); prepared.cwd:close() end
     return nil, ferr, fcode
   end
   if pid == 0 then
     if go_w then go_w:close() end
-    child_main(netfd, plan, cmd, env, report, go_r)
+    child_main(netfd, plan, cmd, env, report, go_r, prepared)
   end
   netfd:close()
+  if prepared then prepared.keeper:close(); prepared.cwd:close() end
   local go
   if go_r then
     go_r:close()

@@ -82,10 +82,12 @@ end
 --- Run @argv inside the rootless netns with the lock released: a
 -- reference record of its process keeps the namespace up meanwhile, so
 -- the command may call rootlessnetns itself.  Session @s is locked on
--- entry and, unless it could not be taken again, on return.
+-- entry and, unless it could not be taken again, on return.  With
+-- @keeper (rootlessnetns.prepared), the command joins its mount
+-- namespace instead of applying @plan.
 -- @return how, status (or nil, message, errno, stage)
-local function run_counted(s, argv, env, plan, signals)
-  local proc, report, go = inside.spawn(s.paths.pin, argv, env, plan, { held = true })
+local function run_counted(s, argv, env, plan, signals, keeper)
+  local proc, report, go = inside.spawn(s.paths.pin, argv, env, plan, { held = true, keeper = keeper })
   if not proc then return nil, report, go end
   -- recorded before it runs: a command we cannot count does not run
   local rec, rerr = refs.add_run(s.paths, proc)
@@ -127,14 +129,13 @@ function Netns:run(cmd, opts)
   if not s then return nil, serr, scode, sstage, ssig end
   local up, uerr, ucode, ustage, usig = instance.get_or_create(self, s.holder)
   if not up then return nil, uerr, ucode, ustage, usig end
-  if self.warm then
-    local pok, werr, wcode, wstage, wsig = prepared.ensure(self, plan, s.holder, state.read_json(self.paths.backend))
-    if not pok then
-      refs.clean_up_if_unused(self)
-      return nil, werr, wcode, wstage, wsig
-    end
+  -- the mount plan applied once, in a kept namespace this run joins
+  local pok, keeper, wcode, wstage, wsig = prepared.ensure(self, plan, s.holder, state.read_json(self.paths.backend))
+  if not pok then
+    refs.clean_up_if_unused(self)
+    return nil, keeper, wcode, wstage, wsig
   end
-  local how, status, ecode, stage = run_counted(s, argv, opts.env, plan, opts.signals)
+  local how, status, ecode, stage = run_counted(s, argv, opts.env, plan, opts.signals, keeper)
   if s.lock then
     local cok, cerr = refs.clean_up_if_unused(self)
     if not cok then log.warn("%s", cerr) end

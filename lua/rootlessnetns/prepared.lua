@@ -1,17 +1,20 @@
---- The prepared mount namespace of warm runs (rootlessnetns.warm), made
--- by the slow path.
+--- The prepared mount namespace of runs: warm runs (rootlessnetns.warm)
+-- and the slow path's, the library's `ns:run` included, join it.
 --
 -- The mount plan is applied once per namespace lifetime, not once per
 -- run: a keeper process (`rootlessnetns-mounts`, detached, in the
 -- holder's namespaces) unshares a mount namespace from the holder's,
 -- makes `/` rslave, applies the plan and stays, so that a warm run joins
--- its user and mount namespaces in one setns and unshares a private copy.
+-- its user and mount namespaces in one setns and unshares a private copy
+-- (a forked run, in the holder's user namespace already, joins just the
+-- mount namespace).
 -- (Pinning the namespace with a bind mount instead is refused by the
 -- kernel's loop check, EINVAL, whenever the binder's mount namespace does
 -- not sort before the new one, which on Linux 6.18 is often.)
 --
--- The warm-run record says what it was built from; a plan that differs
--- rebuilds it, so a run never gets a stale plan.  It holds copies of the
+-- What it was built from (holder and plan) is recorded beside it
+-- (`mnt-keeper.plan`); a run whose plan differs applies its own or, for
+-- the CLI, rebuilds it, so a run never gets a stale plan.  It holds copies of the
 -- pins that existed when it was made, so it goes whenever one of them
 -- goes (cleanup, `netns add`/`del`) and the next slow run makes it again.
 -- The keeper lives while its record (`rootless-netns/mnt-keeper`) names
@@ -70,11 +73,19 @@ function M.keeper_main(plan_text, status, record)
   local mounts = require "rootlessnetns.mounts"
   local me = ("%d %d\n"):format(core.getpid(), (core.starttime(core.getpid())))
   local plan = load(plan_text, "=plan", "t", {})
+  -- its steps, for the builder to log (our stderr is /dev/null)
+  local steps = {}
+  local collect = {
+    enabled = function() return true end,
+    debug = function(fmt, ...) steps[#steps + 1] = fmt:format(...):gsub("\n", " ") end,
+  }
   local ok, err = plan ~= nil, "unreadable plan"
   if ok then ok, err = core.unshare(core.CLONE_NEWNS) end
   if ok then ok, err = core.mount(nil, "/", nil, "rslave") end
-  if ok then ok, err = mounts.apply(plan()) end
-  core.writefile(status, ok and "ok\n" or ("error " .. tostring(err) .. "\n"), tonumber("600", 8))
+  if ok then ok, err = mounts.apply(plan(), collect) end
+  steps[#steps + 1] = ""
+  core.writefile(status, (ok and "ok\n" or ("error " .. tostring(err) .. "\n")) .. table.concat(steps, "\n"),
+    tonumber("600", 8))
   if not ok then return end
   -- The record is written once our pid is known, which may be after we
   -- got here: wait for it (bounded), then stay while it names us.
@@ -90,17 +101,36 @@ function M.drop(ns)
   local pid, st = state.read_identity(p.keeper)
   if pid then core.kill(pid, st, core.SIGKILL) end
   core.unlink(p.keeper)
+  core.unlink(p.keeper .. ".plan")
+end
+
+-- What a keeper was built from: its holder and the plan's fingerprint.
+local function built_from(h, fingerprint)
+  return ("holder %d %d\n%s"):format(h.pid, h.starttime, fingerprint)
+end
+
+--- The live keeper of holder @h, if it was built from @fingerprint.
+-- @treturn table|nil {pid, starttime}
+-- @treturn boolean a live keeper with another plan (or holder) exists
+local function current(p, h, fingerprint)
+  local pid, st = state.read_identity(p.keeper)
+  if not (pid and core.alive(pid, st)) then return nil, false end
+  local want = built_from(h, fingerprint)
+  if core.readfile(p.keeper .. ".plan", #want + 1) ~= want then return nil, true end
+  return { pid = pid, starttime = st }
 end
 
 -- Start a keeper with @plan and wait until it is ready.  Lock held, in
 -- the holder.
 -- @treturn[1] table {pid, starttime}
 -- @return[2] nil, message[, the signal that ended the wait]
-local function build(ns, plan)
+local function build(ns, plan, h, fingerprint)
   local p = ns.paths
   M.drop(ns)
   local status = p.keeper .. ".status"
   core.unlink(status)
+  local wok, werr0 = core.writefile(p.keeper .. ".plan", built_from(h, fingerprint), tonumber("600", 8))
+  if not wok then return nil, werr0 end
   local pid, err = core.detached(M.TITLE, KEEPER, package.path, package.cpath, plan_chunk(plan), status, p.keeper)
   if not pid then return nil, err end
   local st = core.starttime(pid)
@@ -114,7 +144,7 @@ local function build(ns, plan)
   local deadline = core.clock() + M.READY_TIMEOUT_MS / 1000
   local said, sig
   repeat
-    said = core.readfile(status, 4096)
+    said = core.readfile(status, 1 << 20)
     if said or not core.alive(pid, st) then break end
     -- (a signal ends this wait as every other)
     if ns.signals then sig = ns.signals:wait(1) else core.sleep(1) end
@@ -125,9 +155,11 @@ local function build(ns, plan)
     return nil, ("interrupted by signal %d while preparing the mount namespace"):format(sig), sig
   end
   core.unlink(status)
-  if said ~= "ok\n" then
+  local verdict, steps = (said or ""):match("^([^\n]*)\n(.*)$")
+  for step in (steps or ""):gmatch("[^\n]+") do log.debug("%s (in the prepared mount namespace)", step) end
+  if verdict ~= "ok" then
     M.drop(ns)
-    return nil, "prepare the mount namespace: " .. (said and said:gsub("^error ", ""):gsub("\n$", "")
+    return nil, "prepare the mount namespace: " .. (verdict and verdict:gsub("^error ", "")
       or "the keeper did not answer")
   end
   log.debug("prepared the mount namespace of warm runs (keeper %d)", pid)
@@ -135,27 +167,32 @@ local function build(ns, plan)
 end
 
 --- After a slow run has made sure of everything (lock held, in our own
--- holder, the backend @brec live): make sure the prepared mount namespace
--- has @plan, and record what warm runs must find to use it.  A failure
--- only costs warm runs (logged); a signal while it waits ends the run.
+-- holder @h, the backend @brec live): the keeper of the prepared mount
+-- namespace with @plan, for this run to join; for the CLI (`ns.warm`),
+-- also the record warm runs must find to use it.  A library handle
+-- builds a keeper when there is none, but never replaces one built from
+-- another plan (another handle's, or the CLI's): it applies its own plan
+-- then.  A failure only costs speed (logged); a signal while it waits
+-- ends the run.
+-- @treturn[1] true
+-- @treturn[1] table|nil the keeper {pid, starttime} to join, if any
 -- @return[2] nil, message, EINTR, "signal", the signal number
 function M.ensure(ns, plan, h, brec)
   local p = ns.paths
-  if not (ns.warm and h and h.mode == "own" and not h.nested and state.valid_identity(brec)) then return true end
-  local old = core.readfile(p.warm, 65536)
-  local rec = warm.decode(old)
+  if not (h and h.mode == "own" and not h.nested and state.valid_identity(brec)) then return true end
   local fingerprint = M.fingerprint(plan)
-  local kpid, kst = state.read_identity(p.keeper)
-  local keeper = kpid and core.alive(kpid, kst) and { pid = kpid, starttime = kst }
-  if not (rec and rec.plan == fingerprint and keeper and rec.holder_pid == h.pid) then
+  local keeper, other = current(p, h, fingerprint)
+  if not keeper and (ns.warm or not other) then
     local err, sig
-    keeper, err, sig = build(ns, plan)
+    keeper, err, sig = build(ns, plan, h, fingerprint)
     if sig then return nil, err, core.errno.EINTR, "signal", sig end
     if not keeper then
-      log.debug("%s (runs take the slow path)", err)
+      log.debug("%s (runs apply their plan themselves)", err)
       return true
     end
   end
+  if not (keeper and ns.warm) then return true, keeper end
+  local old = core.readfile(p.warm, 65536)
   local resolv_path = brec.resolv_source or ns.cfg.host_resolv_conf or "/etc/resolv.conf"
   local text = warm.encode {
     holder_pid = h.pid, holder_starttime = h.starttime,
@@ -168,7 +205,7 @@ function M.ensure(ns, plan, h, brec)
     local ok, err = core.writefile(p.warm, text, tonumber("600", 8))
     if not ok then log.warn("%s", err) end
   end
-  return true
+  return true, keeper
 end
 
 return M

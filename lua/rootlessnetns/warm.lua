@@ -169,12 +169,14 @@ function M.try(args)
   -- The keeper is in the holder's user namespace and the prepared mount
   -- namespace: one setns for both (through its pidfd, so never a reused pid).
   local keeper = core.process(rec.keeper_pid)
-  local cwd = core.getcwd()
+  -- (by descriptor: its path may show something else in there)
+  local cwd = core.open(".", "path")
   local joined = keeper and core.alive(rec.keeper_pid, rec.keeper_starttime)
     and core.setns(keeper:fileno(), core.CLONE_NEWUSER | core.CLONE_NEWNS)
   if keeper then keeper:close() end
   if not joined then
     -- (a failed setns changed nothing: the slow path takes over)
+    if cwd then cwd:close() end
     core.unlink(ref)
     lock:close()
     return
@@ -188,7 +190,10 @@ function M.try(args)
     core.unlink(ref)
     die(125, "warm run: %s", tostring(err))
   end
-  if cwd then core.chdir(cwd) end
+  if cwd then
+    core.chdir(cwd)
+    cwd:close()
+  end
   lock:close()
   local _, eerr, ecode = core.exec(argv)
   core.unlink(ref)

@@ -41,8 +41,8 @@ describe("an embedding program", function()
       out.cleanup = (helper.cli({ "cleanup" }, fx.env))
       out.after_cleanup = { ns:run { "sh", "-c", "ip -o link show tap0 >/dev/null && exit 7" } }
       assert(ns:setup())
-      for _, pid in ipairs(helper.holders(base)) do core.kill(pid, core.starttime(pid), core.SIGKILL) end
-      helper.settled_holders(base, 0)
+      -- (until each has exited: a dying holder can still be joined)
+      for _, pid in ipairs(helper.holders(base)) do helper.kill_and_wait(pid, core.starttime(pid)) end
       out.after_kill = { ns:run { "true" } }
       out.status_after = ns:status().holder.alive
       out.after = own_namespaces()
@@ -129,6 +129,56 @@ describe("an embedding program", function()
     assert.same({ "exited", 7, false }, res[4])
     assert.same({ "exited", 0, false }, res[5])
     assert.same({ "exited", 1, false }, res[6])
+  end)
+
+  -- A tmpfs the plan mounts: one filesystem for every run that joins the
+  -- prepared mount namespace, a fresh one for each run that applies the
+  -- plan itself.
+  local function scratch_plan(target)
+    return function(plan)
+      plan[#plan + 1] = { name = "scratch", source = "tmpfs", target = target, fstype = "tmpfs",
+        options = "mode=0700" }
+      return plan
+    end
+  end
+
+  userns_it("runs join the prepared mount namespace: the plan is applied once, not per run", function()
+    local scratch, out = helper.tmpdir(), helper.tmpdir()
+    local res = assert(helper.in_child(function()
+      local ns = handle { mounts = scratch_plan(scratch) }
+      assert(ns:setup())
+      local got = {}
+      for i = 1, 2 do
+        got[i] = { ns:run { "sh", "-c", ('stat -c %%d "$1" >"$2/dev%d"; ls "$1" >"$2/seen%d"; touch "$1/mark"')
+          :format(i, i), "sh", scratch, out } }
+      end
+      ns:cleanup { holder = true }
+      return got
+    end))
+    assert.same({ { "exited", 0 }, { "exited", 0 } }, res)
+    assert.equal(core.readfile(out .. "/dev1", 64), core.readfile(out .. "/dev2", 64))
+    assert.equal("mark\n", core.readfile(out .. "/seen2", 64), "the second run got a tmpfs of its own")
+    assert.is_nil(core.lstat(scratch .. "/mark"), "the plan's tmpfs was not mounted")
+  end)
+
+  userns_it("a handle whose plan differs from the prepared one applies its own, every run", function()
+    local first, second, out = helper.tmpdir(), helper.tmpdir(), helper.tmpdir()
+    local res = assert(helper.in_child(function()
+      local a = handle { mounts = scratch_plan(first) }
+      assert(a:setup())
+      assert(a:run { "true" })
+      local b = handle { mounts = scratch_plan(second) }
+      local got = {}
+      for i = 1, 2 do
+        got[i] = { b:run { "sh", "-c", ('ls "$1" >"$2/seen%d"; touch "$1/mark"; mountpoint -q "$3" || exit 9')
+          :format(i), "sh", second, out, first } }
+      end
+      a:cleanup { holder = true }
+      return got
+    end))
+    -- b's own tmpfs each time, and none of a's plan
+    assert.same({ { "exited", 9 }, { "exited", 9 } }, res)
+    assert.equal("", core.readfile(out .. "/seen2", 64))
   end)
 
   userns_it("a Lua error in a config hook comes back as a message", function()

@@ -129,7 +129,9 @@ describe("output", function()
       "debug: created netns `",
       "debug: exec /%S*slirp4netns ",
       "debug: slirp4netns started in [%d.]+ ms",
-      "debug: mounted run: .- on /run %(rbind%) in [%d.]+ ms",
+      -- (the plan is applied once, in the prepared mount namespace)
+      "debug: mounted run: .- on /run %(rbind%) in [%d.]+ ms %(in the prepared mount namespace%)",
+      "debug: joined the prepared mount namespace %(keeper %d+%)",
       "debug: exec /%S*/true",
       "debug: cleaned up `",
     } do

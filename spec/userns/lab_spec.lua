@@ -305,8 +305,7 @@ describe("named namespaces", function()
     local before = status().backend
     local pid = math.tointeger(before.pid)
     local starttime = assert(core.starttime(pid))
-    assert(core.kill(pid, starttime, core.SIGKILL))
-    helper.eventually(function() return not core.alive(pid, starttime) end, 5)
+    helper.kill_and_wait(pid, starttime)
     local _, err = ok { "netns", "exec", "a", "true" }
     assert.matches("is gone; restarting it", err)
     -- the bridge and the veths are ours, not the dead backend's: no wait for them to go
@@ -351,8 +350,7 @@ describe("named namespaces", function()
     ok { "netns", "add", "older" }
     local holder = json(helper.read(base .. "/holder.json"))
     local pid, starttime = math.tointeger(holder.pid), math.tointeger(holder.starttime)
-    assert(core.kill(pid, starttime, core.SIGKILL))
-    helper.eventually(function() return not core.alive(pid, starttime) end, 5)
+    helper.kill_and_wait(pid, starttime)
     local names = by_name()
     assert.is_false(names.old.live)
     local code, _, err = cli { "netns", "exec", "old", "true" }

@@ -120,8 +120,7 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
       local before = status()
       local hst = assert(core.starttime(before.holder.pid))
       local bst = assert(core.starttime(before.backend.pid))
-      assert(core.kill(before.holder.pid, hst, core.SIGKILL))
-      helper.eventually(function() return not core.alive(before.holder.pid, hst) end, 5)
+      helper.kill_and_wait(before.holder.pid, hst)
       return before, function()
         return helper.eventually(function() return not core.alive(before.backend.pid, bst) end, 5)
       end
@@ -198,8 +197,7 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
         st = assert(core.starttime(bystander:pid()))
       until st ~= rec.starttime
       -- the backend "died" and its pid now names a stranger with another start time
-      assert(core.kill(rec.pid, rec.starttime, core.SIGKILL))
-      helper.eventually(function() return not core.alive(rec.pid, rec.starttime) end, 5)
+      helper.kill_and_wait(rec.pid, rec.starttime)
       rec.pid = bystander:pid()
       assert(core.writefile(paths.backend, cjson.encode(rec)))
       assert(core.writefile(paths.pidfile, tostring(bystander:pid())))
