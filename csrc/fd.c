@@ -5,6 +5,15 @@
  * syscall that opens the descriptor, so a memory error cannot leak it;
  * __gc and __close are the same idempotent function.
  */
+/***
+ * Descriptors: the Fd object and reads and writes with timeouts.
+ * @module rootlessnetns
+ */
+
+/***
+ * Descriptors: the Fd object and reads and writes with timeouts.
+ * @section fd
+ */
 #include "rlns.h"
 
 #include <fcntl.h>

@@ -4,6 +4,15 @@
  * replaced atomically, and trees are removed without leaving the directory
  * (or the mount) they started in.
  */
+/***
+ * Files: stat, atomic writes, trees, never through a final symlink.
+ * @module rootlessnetns
+ */
+
+/***
+ * Files: stat, atomic writes, trees, never through a final symlink.
+ * @section fs
+ */
 #include "rlns.h"
 
 #include <dirent.h>

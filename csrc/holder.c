@@ -17,6 +17,15 @@
  * may hold secrets, and every user's ps shows them), and its descriptors
  * are /dev/null on 0-2 and the one it is asked to keep on 3, nothing else.
  */
+/***
+ * The holder: the process that keeps a user and mount namespace.
+ * @module rootlessnetns
+ */
+
+/***
+ * The holder: the process that keeps a user and mount namespace.
+ * @section holder
+ */
 #include "rlns.h"
 
 #include <fcntl.h>

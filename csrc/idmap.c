@@ -3,6 +3,15 @@
  * one's own ids, which needs no privilege).  Ranges from /etc/subuid go
  * through the setuid newuidmap/newgidmap helpers, driven from Lua by spawn.
  */
+/***
+ * User namespace id maps.
+ * @module rootlessnetns
+ */
+
+/***
+ * User namespace id maps.
+ * @section idmap
+ */
 #include "rlns.h"
 
 #include <fcntl.h>

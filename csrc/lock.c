@@ -6,14 +6,23 @@
  * io.open()s the file would do by accident.  The lock is held by the open
  * file description and released by close (`<close>`, __gc or :close()).
  */
+/***
+ * Locks.
+ * @module rootlessnetns
+ */
+
+/***
+ * Locks.
+ * @section lock
+ */
 #include "rlns.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
 
 /***
- * Open (creating it 0600 when missing, never through a symlink) and lock
- * @path.  A directory is opened read-only and locked as well.
+ * Open (creating it 0600 when missing, never through a symlink) and
+ * lock a path.  A directory is opened read-only and locked as well.
  * @function flock
  * @tparam string path
  * @tparam[opt="ex"] string mode "ex" or "sh"

@@ -11,6 +11,15 @@
  * mount(2) call whose flags need no interpretation; those are made
  * directly, and every other option string goes through libmount.
  */
+/***
+ * Mounts.
+ * @module rootlessnetns
+ */
+
+/***
+ * Mounts.
+ * @section mount
+ */
 #include "rlns.h"
 
 #include <dlfcn.h>

@@ -6,6 +6,15 @@
  * happens in a forked child so the caller's own network namespace never
  * changes (from inside a user namespace there would be no way back).
  */
+/***
+ * Persistent network namespaces.
+ * @module rootlessnetns
+ */
+
+/***
+ * Persistent network namespaces.
+ * @section netns
+ */
 #include "rlns.h"
 
 #include <fcntl.h>
@@ -208,8 +217,12 @@ sleep_ms(long ms)
 /***
  * Unmount (MNT_DETACH) and remove a pinned namespace.  Not mounted and
  * missing are success; removal is retried while EBUSY, for at most
- * @timeout_ms (default 60000).  Paths under /proc are left alone.
+ * `timeout_ms` (default 60000).  Paths under /proc are left alone.
  * @function netns_unmount
+ * @tparam string path the pin
+ * @tparam[opt=60000] int timeout_ms
+ * @treturn[1] true
+ * @return[2] nil, message, errno
  */
 static int
 l_netns_unmount(lua_State *L)

@@ -1,6 +1,15 @@
 /*
  * ns.c - namespaces: unshare, setns, namespace fds and identity, nsfs checks.
  */
+/***
+ * Namespaces and interfaces.
+ * @module rootlessnetns
+ */
+
+/***
+ * Namespaces and interfaces.
+ * @section ns
+ */
 #include "rlns.h"
 
 #include <arpa/inet.h>

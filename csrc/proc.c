@@ -4,6 +4,15 @@
  * since boot) names it for good.  Signals go through a pidfd opened after
  * the identity check, so a reused pid yields ESRCH, never a signal.
  */
+/***
+ * Process identity, clocks and signals by pidfd.
+ * @module rootlessnetns
+ */
+
+/***
+ * Process identity, clocks and signals by pidfd.
+ * @section proc
+ */
 #include "rlns.h"
 
 #include <fcntl.h>

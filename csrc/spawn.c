@@ -6,6 +6,15 @@
  * Everything the child of spawn() needs (argv, envp, fd map) is built in
  * the parent; after fork() the child only makes async-signal-safe calls.
  */
+/***
+ * Processes: spawn, fork, exec, waits and blocked signals.
+ * @module rootlessnetns
+ */
+
+/***
+ * Processes: spawn, fork, exec, waits and blocked signals.
+ * @section spawn
+ */
 #include "rlns.h"
 
 #include <fcntl.h>

@@ -2,6 +2,15 @@
  * util.c - the one result convention, EINTR-safe I/O, fault points and the
  * errno table exported to Lua (so policy code compares numbers, never text).
  */
+/***
+ * Errors and fault points.
+ * @module rootlessnetns
+ */
+
+/***
+ * Errors and fault points.
+ * @section util
+ */
 #include "rlns.h"
 
 #include <signal.h>

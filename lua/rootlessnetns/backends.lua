@@ -38,6 +38,7 @@ M.CONTRACT = {
 }
 
 --- Check a backend table against the contract.
+-- @param b the backend: anything but a table is refused
 -- @tparam[opt] string what names it in the message
 -- @treturn[1] table the backend
 -- @return[2] nil, message naming the key

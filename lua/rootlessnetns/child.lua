@@ -28,6 +28,10 @@ local function read_to_end(r, timeout_ms, signals)
 end
 
 --- Run a program to completion, capturing stdout and stderr together.
+-- @tparam {string,...} argv the program and its arguments (argv[1] is
+--   looked up in PATH)
+-- @tparam[opt] int timeout_ms how long it may take before it is killed
+--   (nil: no limit)
 -- @tparam[opt] table opts {input = text for its stdin (default: none),
 --   netns = Fd of a network namespace to run it in, signals = Signals
 --   that end the wait (the program is killed), fds = {[3] = Fd, ...}

@@ -277,7 +277,8 @@ function M.validate(tbl, base)
 end
 
 --- Where the config file is: explicit path, else XDG, else /etc.
--- @tparam function getenv
+-- @tparam string|nil explicit the `--config` path, which must exist
+-- @tparam function getenv os.getenv or a test's stand-in
 -- @treturn string|nil path (nil: no config file, use defaults)
 -- @treturn boolean explicit (an explicit path must exist)
 function M.locate(explicit, getenv)

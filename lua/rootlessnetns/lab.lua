@@ -199,6 +199,7 @@ function Lab:_exec_plan(connected)
 end
 
 --- Run @cmd in the named namespace.  The lock is released while it runs.
+-- @tparam string name the namespace
 -- @tparam table|function cmd argv list or a Lua function
 -- @tparam[opt] table opts {env, signals} as for Netns:run
 -- @return as Netns:run
@@ -282,6 +283,7 @@ end
 
 --- Connect a named namespace to the bridge in the rootless netns (set up
 -- when needed).  The connection is a reference to the rootless netns.
+-- @tparam string name the namespace
 -- @tparam[opt] table opts {ip = "A.B.C.D[/P]"}
 -- @treturn[1] table lease {name, address, prefix, gateway, interface, host_interface, bridge}
 -- @return[2] nil, message, errno

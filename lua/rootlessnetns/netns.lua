@@ -82,9 +82,9 @@ end
 --- Run @argv inside the rootless netns with the lock released: a
 -- reference record of its process keeps the namespace up meanwhile, so
 -- the command may call rootlessnetns itself.  Session @s is locked on
--- entry and, unless it could not be taken again, on return.  With
--- @keeper (rootlessnetns.prepared), the command joins its mount
--- namespace instead of applying @plan.
+-- entry and, unless it could not be taken again, on return.  Given a
+-- mount keeper @keeper (rootlessnetns.prepared), the command joins its
+-- mount namespace instead of applying @plan.
 -- @return how, status (or nil, message, errno, stage)
 local function run_counted(s, argv, env, plan, signals, keeper)
   local proc, report, go = inside.spawn(s.paths.pin, argv, env, plan, { held = true, keeper = keeper })

@@ -16,7 +16,11 @@ local function identity(path)
 end
 
 --- The cached answer of @probe(path) for @kind ("slirp4netns-features", ...).
+-- The answer is kept per binary identity (inode, size, mtime), so an
+-- upgraded binary is probed again.
 -- @tparam string|nil base state directory (nil: remember in memory only)
+-- @tparam string kind what is asked, names the answer in the cache
+-- @tparam string path the binary probed
 -- @tparam function probe path -> JSON-able value, or nil, message
 function M.cached(base, kind, path, probe)
   local id = identity(path)

@@ -21,6 +21,8 @@ local M = {}
 
 --- Linux's PATH_MAX, and room for the names we put below the deepest
 -- directory we make.
+-- @field PATH_MAX
+-- @field PATH_SLACK
 M.PATH_MAX, M.PATH_SLACK = 4096, 128
 
 -- The holder this process joined: in-process handles only (the CLI).
@@ -52,9 +54,12 @@ function M.open(ns)
   return true
 end
 
---- Take the state lock of @ns.  With signals to watch (and not
--- @uninterruptible), the wait polls: a signal ends it at once (flock
+--- Take the state lock of @ns.  With signals to watch (unless
+-- `uninterruptible`), the wait polls: a signal ends it at once (flock
 -- itself cannot be woken by a blocked one).
+-- @tparam Netns ns the handle whose state directory is locked
+-- @tparam[opt="ex"] string mode "ex" or "sh"
+-- @tparam[opt] boolean uninterruptible wait as flock(2) does, whatever the signals
 -- @treturn[1] Lock
 -- @return[2] nil, message, errno (EINTR), "signal", the signal number
 function M.lock(ns, mode, uninterruptible)
@@ -220,9 +225,12 @@ function Session:relock()
   return lock ~= nil, err
 end
 
---- What every operation starts with: check the state directory, take the
--- lock (@mode "ex" or "sh"), join the holder (creating it only when
--- @may_create).
+--- What every operation starts with: check the state directory, take
+-- the lock, join the holder.
+-- @tparam Netns ns the handle
+-- @tparam boolean may_create create the holder when there is none
+--   (teardown, cleanup and status never do)
+-- @tparam[opt="ex"] string mode the lock's mode, "ex" or "sh"
 -- @treturn[1] Session {ns, paths, lock, holder}
 -- @return[2] nil, message, errno, stage, signal number
 function M.begin(ns, may_create, mode)

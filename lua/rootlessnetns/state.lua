@@ -33,7 +33,10 @@ function M.read_host_file(path)
 end
 
 --- Check that @path is a real directory owned by @uid and closed to others.
+-- @tparam string path the directory (a symlink is refused)
+-- @tparam int uid its owner
 -- @tparam number forbidden permission bits that must be clear
+-- @tparam string what names the directory in the message
 function M.check_private_dir(path, uid, forbidden, what)
   local st, err = core.lstat(path)
   if not st then return nil, err end

@@ -96,9 +96,10 @@ local function write_sysctl(path, value)
   assert(f:close())
 end
 
---- Turn IPv6 duplicate address detection off in the namespace pinned at
--- @pin until the returned function is called, as podman does around the
--- start (so tap0's address is usable at once).
+--- Turn IPv6 duplicate address detection off in the namespace pinned
+-- at @pin until the returned function is called, as podman does around
+-- the start (so tap0's address is usable at once).
+-- @tparam string pin the netns pin
 -- @treturn[1] function restore
 -- @return[2] nil, message
 local function dad_off(pin)

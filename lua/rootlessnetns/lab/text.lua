@@ -55,8 +55,8 @@ function M.address(lease, c)
   }
 end
 
---- Delete the host-side veths among @links that match @prefix and that
--- @keep (a set of names) does not hold.
+--- Delete the host-side veths among @links that match @prefix and
+-- that @keep (a set of names) does not hold.
 function M.orphans(links, keep, prefix)
   local lines = {}
   for _, link in ipairs(links) do
