@@ -7,7 +7,10 @@
 #   make sanitize   ASan+UBSan build running the primitive and namespace specs
 #   make valgrind   the primitive specs under valgrind (leaks and fds)
 #   make bench      latency/throughput figures (prints, never asserts)
-#   make install    PREFIX, DESTDIR, LUA_LIBDIR, LUA_DIR honoured
+#   make doc        the API reference (LDoc) in build/doc/index.html
+#   make install    PREFIX, DESTDIR, LUA_LIBDIR, LUA_DIR, DOCDIR honoured; the
+#                   reference, README and examples go to DOCDIR (built first
+#                   when ldoc is installed)
 
 LUA_VERSION ?= 5.4
 LUA         ?= lua$(LUA_VERSION)
@@ -27,6 +30,7 @@ MANDIR      ?= $(PREFIX)/share/man
 LUA_LIBDIR  ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 LUA_DIR     ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+DOCDIR      ?= $(PREFIX)/share/doc/rootlessnetns
 
 LUA_CFLAGS   := $(shell $(PKG_CONFIG) --cflags lua$(LUA_VERSION) 2>/dev/null)
 # libmount's headers only: the library is loaded on first use (csrc/mount.c)
@@ -48,7 +52,7 @@ OBJS    := $(SRCS:csrc/%.c=$(BUILD)/%.o)
 MODULE  := $(BUILD)/rootlessnetns.so
 LUA_SRC := $(shell find lua -name '*.lua' | sort)
 
-.PHONY: all deps demo check check-unprivileged lint sanitize valgrind bench install uninstall clean
+.PHONY: all deps demo check check-unprivileged lint sanitize valgrind bench doc install uninstall clean
 
 all: $(MODULE)
 
@@ -88,6 +92,11 @@ bench: deps
 	@$(MAKE) --no-print-directory -s all
 	@sh tools/bench.sh
 
+# Not in the build directory's name space of objects: always rebuilt, so a
+# changed doc comment is never hidden by an old page.
+doc:
+	@sh tools/doc.sh $(BUILD)/doc
+
 install: $(MODULE)
 	install -d $(DESTDIR)$(LUA_LIBDIR) $(addprefix $(DESTDIR)$(LUA_DIR)/,$(patsubst lua/%,%,$(sort $(dir $(LUA_SRC))))) \
 	    $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
@@ -101,11 +110,19 @@ install: $(MODULE)
 	chmod 0755 $(DESTDIR)$(BINDIR)/rootlessnetns
 	install -m 0644 doc/rootlessnetns.1 $(DESTDIR)$(MANDIR)/man1/rootlessnetns.1
 	install -m 0644 contrib/bash-completion/rootlessnetns $(DESTDIR)$(BASHCOMPDIR)/rootlessnetns
+	install -d $(DESTDIR)$(DOCDIR)/examples
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	install -m 0644 examples/*.lua $(DESTDIR)$(DOCDIR)/examples/
+	if [ ! -f $(BUILD)/doc/index.html ] && command -v ldoc >/dev/null 2>&1; then sh tools/doc.sh $(BUILD)/doc; fi
+	if [ -f $(BUILD)/doc/index.html ]; then rm -rf $(DESTDIR)$(DOCDIR)/html && cp -R $(BUILD)/doc $(DESTDIR)$(DOCDIR)/html && \
+	    find $(DESTDIR)$(DOCDIR)/html -type d -exec chmod 0755 {} + && \
+	    find $(DESTDIR)$(DOCDIR)/html -type f -exec chmod 0644 {} +; \
+	else echo "install: ldoc is not installed: the API reference is left out (apt-get install lua-ldoc lua-discount)"; fi
 
 uninstall:
 	rm -f $(DESTDIR)$(LUA_LIBDIR)/rootlessnetns.so $(DESTDIR)$(BINDIR)/rootlessnetns \
 	    $(DESTDIR)$(MANDIR)/man1/rootlessnetns.1 $(DESTDIR)$(BASHCOMPDIR)/rootlessnetns
-	rm -rf $(DESTDIR)$(LUA_DIR)/rootlessnetns
+	rm -rf $(DESTDIR)$(LUA_DIR)/rootlessnetns $(DESTDIR)$(DOCDIR)
 
 clean:
 	rm -rf $(BUILD) build-sanitize

@@ -77,7 +77,7 @@ build = {
   install = {
     bin = { rootlessnetns = "bin/rootlessnetns" },
   },
-  copy_directories = { "doc" },
+  copy_directories = { "doc", "docs" },
 }
 test = {
   type = "busted",

@@ -1,7 +1,8 @@
 #!/bin/sh
-# make check: luacheck, every spec (namespace specs as an unprivileged user
-# when run as root), the primitive specs again under ASan+UBSan and under
-# valgrind, and a luarocks install into a scratch tree.  Ends with the line
+# make check: luacheck, the API reference (make doc), every spec (namespace
+# specs as an unprivileged user when run as root), the primitive specs again
+# under ASan+UBSan and under valgrind, and a luarocks install into a scratch
+# tree.  Ends with the line
 # `N passed, N failed`; exits non-zero when anything failed.
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -56,6 +57,7 @@ suite() {
 step "luacheck" luacheck --quiet --std lua54 lua spec bin/rootlessnetns examples tools/bench.lua
 step "C static analysis (clang-tidy, cppcheck, gcc -fanalyzer)" sh tools/lint.sh
 step "bash completion parses" bash -n contrib/bash-completion/rootlessnetns
+step "API reference (make doc: LDoc, no warnings)" sh tools/doc.sh
 
 if [ "$(id -u)" -eq 0 ]; then
 	prepare_test_user

@@ -7,7 +7,7 @@ set -eu
 PACKAGES="gcc make pkg-config lua5.4 liblua5.4-dev libmount-dev lua-cjson lua-argparse
 lua-busted lua-check slirp4netns passt uidmap iproute2 procps util-linux
 valgrind cppcheck clang-tidy luarocks netcat-openbsd iperf3 groff-base nftables iputils-ping
-podman catatonit"
+podman catatonit lua-ldoc lua-discount netavark aardvark-dns containernetworking-plugins"
 
 missing=""
 for p in $PACKAGES; do
