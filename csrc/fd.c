@@ -375,7 +375,14 @@ fd_rewind(lua_State *L)
 	return rlns_pushtrue(L);
 }
 
-/* Is @fd close-on-exec?  For specs that check our own hygiene. */
+/***
+ * Is a descriptor close-on-exec?  For the specs that check that nothing of
+ * ours leaks into a command.
+ * @function cloexec
+ * @tparam Fd|int fd
+ * @treturn[1] boolean
+ * @return[2] nil, message, errno
+ */
 static int
 l_cloexec(lua_State *L)
 {

@@ -84,6 +84,14 @@ l_stat(lua_State *L)
 	return push_stat(L, luaL_checkstring(L, 1), 1);
 }
 
+/***
+ * mkdir(2): one directory (the parent must exist).
+ * @function mkdir
+ * @tparam string path
+ * @tparam[opt=0700] int mode
+ * @treturn[1] true
+ * @return[2] nil, message, errno (EEXIST when it exists, whatever it is)
+ */
 static int
 l_mkdir(lua_State *L)
 {
@@ -96,6 +104,14 @@ l_mkdir(lua_State *L)
 	return rlns_pushtrue(L);
 }
 
+/***
+ * chmod(2), following symlinks: for host paths, not for our state.
+ * @function chmod
+ * @tparam string path
+ * @tparam int mode
+ * @treturn[1] true
+ * @return[2] nil, message, errno
+ */
 static int
 l_chmod(lua_State *L)
 {
@@ -108,6 +124,13 @@ l_chmod(lua_State *L)
 	return rlns_pushtrue(L);
 }
 
+/***
+ * The target of a symlink, as stored (not resolved).
+ * @function readlink
+ * @tparam string path
+ * @treturn[1] string
+ * @return[2] nil, message, errno (EINVAL: not a symlink)
+ */
 static int
 l_readlink(lua_State *L)
 {
@@ -125,6 +148,14 @@ l_readlink(lua_State *L)
 	return 1;
 }
 
+/***
+ * Make a symlink at `path` pointing to `target`.
+ * @function symlink
+ * @tparam string target
+ * @tparam string path
+ * @treturn[1] true
+ * @return[2] nil, message, errno
+ */
 static int
 l_symlink(lua_State *L)
 {
@@ -137,6 +168,14 @@ l_symlink(lua_State *L)
 	return rlns_pushtrue(L);
 }
 
+/***
+ * rename(2): atomic within a file system, replacing `to`.
+ * @function rename
+ * @tparam string from
+ * @tparam string to
+ * @treturn[1] true
+ * @return[2] nil, message, errno
+ */
 static int
 l_rename(lua_State *L)
 {
@@ -149,6 +188,13 @@ l_rename(lua_State *L)
 	return rlns_pushtrue(L);
 }
 
+/***
+ * Remove a file or a symlink itself (never what it points to).
+ * @function unlink
+ * @tparam string path
+ * @treturn[1] true
+ * @return[2] nil, message, errno (ENOENT when it is already gone)
+ */
 static int
 l_unlink(lua_State *L)
 {
@@ -160,6 +206,13 @@ l_unlink(lua_State *L)
 	return rlns_pushtrue(L);
 }
 
+/***
+ * Remove an empty directory.
+ * @function rmdir
+ * @tparam string path
+ * @treturn[1] true
+ * @return[2] nil, message, errno (ENOTEMPTY, ENOENT, ...)
+ */
 static int
 l_rmdir(lua_State *L)
 {
@@ -335,6 +388,12 @@ l_writefile(lua_State *L)
 	return rlns_pushtrue(L);
 }
 
+/***
+ * The working directory.
+ * @function getcwd
+ * @treturn[1] string
+ * @return[2] nil, message, errno
+ */
 static int
 l_getcwd(lua_State *L)
 {
@@ -385,6 +444,14 @@ l_lsetxattr(lua_State *L)
 	return rlns_pushtrue(L);
 }
 
+/***
+ * access(2) with the real ids: may this user read, write or run `path`?
+ * @function access
+ * @tparam string path
+ * @tparam[opt="f"] string mode "r", "w", "x", "rw" or "f" (exists)
+ * @treturn[1] true
+ * @return[2] nil, message, errno
+ */
 static int
 l_access(lua_State *L)
 {

@@ -204,6 +204,11 @@ l_kill(lua_State *L)
 	return rlns_pushtrue(L);
 }
 
+/***
+ * This process's pid (in its pid namespace).
+ * @function getpid
+ * @treturn int
+ */
 static int
 l_getpid(lua_State *L)
 {
@@ -211,6 +216,11 @@ l_getpid(lua_State *L)
 	return 1;
 }
 
+/***
+ * The parent's pid (in its pid namespace).
+ * @function getppid
+ * @treturn int
+ */
 static int
 l_getppid(lua_State *L)
 {

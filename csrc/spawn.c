@@ -716,6 +716,13 @@ l_exec(lua_State *L)
 	return rlns_pushfail(L, errno, "exec `%s`", argv[0]);
 }
 
+/***
+ * _exit(2): end a forked child at once, without running Lua's or C's
+ * exit handlers, flushing the parent's buffered output twice or closing
+ * what the parent still uses.
+ * @function _exit
+ * @tparam[opt=0] int status
+ */
 static int
 l__exit(lua_State *L)
 {

@@ -169,6 +169,14 @@ rlns_checkflags(lua_State *L, int idx)
 	return (int)v;
 }
 
+/***
+ * Die by SIGKILL here when the environment variable named by `FAULT_ENV`
+ * (ROOTLESSNETNS_FAULT) names `point`; otherwise nothing.  The specs kill
+ * a command at each point to prove that no crash leaves state the next
+ * command cannot repair.
+ * @function fault_point
+ * @tparam string point
+ */
 static int
 l_fault_point(lua_State *L)
 {
@@ -176,6 +184,12 @@ l_fault_point(lua_State *L)
 	return 0;
 }
 
+/***
+ * The system's message for an errno value.
+ * @function strerror
+ * @tparam int errno
+ * @treturn string
+ */
 static int
 l_strerror(lua_State *L)
 {

@@ -22,6 +22,10 @@ local function parse_ipv4(text)
 end
 M.parse_ipv4 = parse_ipv4
 
+--- An IPv4 address as dotted text, from its 32-bit integer (the inverse
+-- of parse_ipv4).
+-- @tparam int n 0 to 2^32-1
+-- @treturn string "A.B.C.D"
 function M.format_ipv4(n)
   return ("%d.%d.%d.%d"):format(n >> 24 & 255, n >> 16 & 255, n >> 8 & 255, n & 255)
 end

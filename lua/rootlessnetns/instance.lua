@@ -45,7 +45,7 @@ M.START_HINTS = {
 -- (rootlessnetns.lab names them; they are no backend's).
 M.LAB_VETH_PREFIX = "rlnsv"
 
--- A backend either runs a process (pid + start time), or has none at all
+--- A backend either runs a process (pid + start time), or has none at all
 -- (start returned pid = false: a loopback-only namespace, say).  A custom
 -- backend may judge for itself with alive(rec, ctx).
 function M.backend_alive(ns, rec)

@@ -8,6 +8,8 @@ M.level = LEVELS.warn
 
 local LABEL = { "error", "warning", "info", "debug" }
 
+--- Where every line goes: stderr.  A program embedding the library may
+-- replace it (a function of one string) to route our lines elsewhere.
 function M.sink(line)
   io.stderr:write(line, "\n")
 end
@@ -31,10 +33,16 @@ local function emit(n, fmt, ...)
   end
 end
 
+--- Log a warning (shown unless the level is "error").
+-- @tparam string fmt a string.format format
 function M.warn(fmt, ...) emit(2, fmt, ...) end
+--- Log at level "info".
 function M.info(fmt, ...) emit(3, fmt, ...) end
+--- Log at level "debug": each step and its time.
 function M.debug(fmt, ...) emit(4, fmt, ...) end
 
+--- Is level @name shown?  Lets a caller skip work done only to be logged.
+-- @tparam string name "error", "warn", "info" or "debug"
 function M.enabled(name)
   return LEVELS[name] <= M.level
 end

@@ -54,6 +54,8 @@ function M.add_run(paths, proc)
   return { pid = pid, starttime = starttime }
 end
 
+--- Drop the reference record @rec of add_run (nil: nothing was recorded).
+-- A record already gone is success.
 function M.remove_run(paths, rec)
   if rec then return state.remove_ref(paths, rec.pid, rec.starttime) end
   return true

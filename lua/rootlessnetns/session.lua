@@ -210,6 +210,8 @@ end
 local Session = {}
 Session.__index = Session
 
+--- Release the lock (idempotent): before a user's command runs, and by
+-- `<close>` when the session ends.
 function Session:unlock()
   if self.lock then self.lock:close() end
   self.lock = nil

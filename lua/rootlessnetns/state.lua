@@ -149,6 +149,9 @@ function M.read_json(path)
   return value
 end
 
+--- Write @value as JSON to @path atomically (0600).
+-- @treturn[1] true
+-- @return[2] nil, message, errno
 function M.write_json(path, value)
   local text = assert(cjson.encode(value))
   return core.writefile(path, text .. "\n", PRIVATE_FILE)
@@ -191,6 +194,7 @@ function M.read_count(path)
   return n
 end
 
+--- Write the count @n (ref-count) atomically.
 function M.write_count(path, n)
   return core.writefile(path, tostring(n), PRIVATE_FILE)
 end
@@ -204,6 +208,8 @@ function M.read_identity(path)
   return math.tointeger(tonumber(pid)), math.tointeger(tonumber(st))
 end
 
+--- Write a one-line identity record "pid starttime" atomically (what
+-- read_identity reads).
 function M.write_identity(path, pid, starttime)
   return core.writefile(path, ("%d %d\n"):format(pid, starttime), PRIVATE_FILE)
 end
@@ -213,6 +219,8 @@ function M.add_ref(p, pid, starttime)
   return core.writefile(("%s/%d-%d"):format(p.refs, pid, starttime), "", PRIVATE_FILE)
 end
 
+--- Remove the record of a process using the namespace; one already gone
+-- is success (the reaper or another command may have removed it).
 function M.remove_ref(p, pid, starttime)
   local ok, err, code = core.unlink(("%s/%d-%d"):format(p.refs, pid, starttime))
   if not ok and code ~= errno.ENOENT then return nil, err end
@@ -333,6 +341,7 @@ function M.read_leases(p)
   return data
 end
 
+--- Write the lab's address leases (leases.json) atomically.
 function M.write_leases(p, data)
   return M.write_json(p.leases, data)
 end

@@ -11,6 +11,9 @@ local M = { name = "pasta" }
 M.DNS_FORWARD = "169.254.1.1"
 M.MAP_GUEST = "169.254.1.2"
 
+--- The pasta binary to run: `pasta_path`, else `pasta` in PATH.
+-- @tparam table cfg the configuration
+-- @treturn string|nil its absolute path (nil: not installed)
 function M.binary(cfg)
   return child.which(cfg.pasta_path or "pasta")
 end
@@ -113,6 +116,15 @@ local function run(argv, signals)
   return how, code, (out or ""):gsub("%s+$", "")
 end
 
+--- Start pasta for the netns pinned at `ctx.paths.pin`, as podman does
+-- (see the backend contract in rootlessnetns.backends).  pasta sets the
+-- namespace up and then daemonizes, so its exit status is the answer.
+-- A pasta that refuses --map-guest-addr is started again without it, as
+-- podman does; one known (from its probe) to lack it is started without
+-- it at once.
+-- @tparam table ctx the backend context
+-- @treturn[1] table {pid, starttime, argv, nameservers, ipv6, info}
+-- @return[2] nil, message[, signal number]
 function M.start(ctx)
   local cfg, p = ctx.cfg, ctx.paths
   local path = M.binary(cfg)

@@ -14,6 +14,10 @@ local M = { name = "slirp4netns" }
 M.DEFAULT_CIDR = "10.0.2.0/24"
 M.DAD_SYSCTL = "/proc/sys/net/ipv6/conf/default/accept_dad"
 
+--- The slirp4netns binary to run: `slirp4netns_path`, else
+-- `slirp4netns` in PATH.
+-- @tparam table cfg the configuration
+-- @treturn string|nil its absolute path (nil: not installed)
 function M.binary(cfg)
   return child.which(cfg.slirp4netns_path or "slirp4netns")
 end

@@ -85,6 +85,13 @@ function M.candidates(words, getenv)
   return "none", {}
 end
 
+--- `rootlessnetns __complete WORD...`, what the bash completion calls:
+-- prints the kind of candidates on the first line ("words", "command N",
+-- "none", ...), then one candidate per line, so the shell script holds no
+-- knowledge of the commands.
+-- @tparam {string,...} words the command line so far, the last one being completed
+-- @tparam function getenv os.getenv or a test's stand-in
+-- @treturn int exit status 0
 function M.main(words, getenv)
   local kind, list = M.candidates(words, getenv)
   io.stdout:write(kind, "\n")

@@ -4,6 +4,7 @@ local output = require "rootlessnetns.cli.output"
 
 local handlers = {}
 
+--- `netns add [NAME] [--json]`: prints the name (random without NAME).
 function handlers.add(l, opts)
   local name, path, code, stage, signo = l:add(opts.name)
   if not name then return exit.of_failure(path, code, stage, signo) end
@@ -11,6 +12,8 @@ function handlers.add(l, opts)
   return 0
 end
 
+--- `netns list [--json]`: a table, or a JSON list sorted by name in
+-- which what is missing is null.
 function handlers.list(l, opts)
   local entries, err, code, stage, signo = l:list()
   if not entries then return exit.of_failure(err, code, stage, signo) end
@@ -32,10 +35,12 @@ function handlers.list(l, opts)
   return 0
 end
 
+--- `netns exec NAME [--] CMD...`: the command's exit status is ours.
 function handlers.exec(l, opts, tail, getenv)
   return exit.run(tail, getenv, function(cmd) return l:exec(opts.name, cmd, { signals = l.ns.signals }) end)
 end
 
+--- `netns del NAME [--force] [--json]`: silent unless --json.
 function handlers.del(l, opts)
   local ok, err, code, stage, signo = l:del(opts.name, { force = opts.force })
   if not ok then return exit.of_failure(err, code, stage, signo) end
@@ -43,6 +48,7 @@ function handlers.del(l, opts)
   return 0
 end
 
+--- `netns connect NAME [--ip A[/P]] [--json]`: prints the lease.
 function handlers.connect(l, opts)
   local lease, err, code, stage, signo = l:connect(opts.name, { ip = opts.ip })
   if not lease then return exit.of_failure(err, code, stage, signo) end
@@ -55,6 +61,7 @@ function handlers.connect(l, opts)
   return 0
 end
 
+--- `netns disconnect NAME [--json]`: silent unless --json.
 function handlers.disconnect(l, opts)
   local ok, err, code, stage, signo = l:disconnect(opts.name)
   if not ok then return exit.of_failure(err, code, stage, signo) end

@@ -3,6 +3,8 @@ local cjson = require "cjson.safe"
 
 local M = {}
 
+--- Print @value as one line of JSON (lists marked by json_list stay
+-- lists; use json_lists for those).
 function M.json(value)
   io.stdout:write(cjson.encode(value), "\n")
 end
@@ -60,6 +62,7 @@ function M.table(header, rows)
   end
 end
 
+--- Aligned rows without a header (the `status` and `info` reports).
 function M.rows(rows) M.table(nil, rows) end
 
 --- A pid, "-" when there is none, marked when it is dead.

@@ -15,6 +15,7 @@ end
 
 local print_report = {}
 
+--- `info` as aligned rows.
 function print_report.info(info)
   output.rows {
     { "backend", ("%s (pid %s)"):format(tostring(info.backend), output.pid(info.backend_pid)) },
@@ -26,6 +27,7 @@ function print_report.info(info)
   }
 end
 
+--- `status` as aligned rows.
 function print_report.status(st)
   local backend = st.backend.name or "-"
   output.rows {

@@ -62,10 +62,13 @@ function M.processes_in_each(pins)
   return found
 end
 
+--- The processes inside the one namespace pinned at @pin.
+-- @treturn table list of {pid, ...} as rootlessnetns.procs reports them
 function M.processes_in(pin)
   return M.processes_in_each({ pin })[pin]
 end
 
+--- The pids of a processes_in list, for messages and `netns list`.
 function M.pid_list(found)
   local pids = {}
   for i, p in ipairs(found) do pids[i] = p.pid end
