@@ -292,6 +292,57 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
   throughput[backend] = { up = iperf(backend, false), down = iperf(backend, true) }
 end
 
+-- Published ports: iperf3 from the host's 127.0.0.1 to a server inside,
+-- side by side with host loopback itself (the limit) and the peers that
+-- are installed.  Each server takes one test (-1) and goes.
+local published = {}
+do
+  local which = require("rootlessnetns.child").which
+  local quiet = { [0] = false, [1] = false, [2] = false }
+  local function client(port)
+    local r, w = core.pipe()
+    local p = core.spawn { argv = { "iperf3", "-c", "127.0.0.1", "-p", tostring(port), "-t", "3", "-J" },
+      fds = { [0] = false, [1] = w, [2] = w } }
+    w:close()
+    local out = r:readall(30000) or ""
+    r:close()
+    if p then p:wait() end
+    local doc = cjson.decode(out)
+    local bps = doc and doc["end"] and doc["end"].sum_received and doc["end"].sum_received.bits_per_second
+    return bps and bps / 1e9
+  end
+  -- a server started by @server_argv, reached at 127.0.0.1:@port
+  local function through(name, server_argv, port, before, after)
+    local server = core.spawn { argv = server_argv, env = env, fds = quiet }
+    if not server then return end
+    core.sleep(700)
+    if before then before() end
+    published[#published + 1] = { name = name, gbps = client(port) }
+    if after then after() end
+    server:kill(core.SIGKILL)
+    server:wait()
+  end
+  if which("iperf3") then
+    local base = math.random(30000, 40000)
+    through("host loopback itself (the limit)", { "iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", tostring(base) },
+      base)
+    run(argv("--backend", "slirp4netns", "setup"), true)
+    through("rootlessnetns port add (splice, client address kept)", argv("run", "--", "iperf3", "-s", "-1", "-p",
+      "5201"), base + 1, function() run(argv("port", "add", (base + 1) .. ":5201"), true) end,
+      function() run(argv("port", "rm", tostring(base + 1)), true) end)
+    run(argv("teardown"), true)
+    if which("rootlesskit") then
+      through("rootlesskit --port-driver=builtin", { "rootlesskit", "--net=slirp4netns", "--disable-host-loopback",
+        "--port-driver=builtin", "--publish", ("127.0.0.1:%d:5201/tcp"):format(base + 2),
+        "iperf3", "-s", "-1", "-p", "5201" }, base + 2)
+    end
+    if which("pasta") then
+      through("pasta -t (its own splice path)", { "pasta", "--config-net", "-t", ("127.0.0.1/%d:5201"):format(base + 3),
+        "--", "iperf3", "-s", "-1", "-p", "5201" }, base + 3)
+    end
+  end
+end
+
 run(argv("cleanup"), true)
 core.rmtree(xdg)
 
@@ -319,4 +370,13 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
   else
     print(("%-58s %9s"):format(("iperf3 through %s"):format(backend), "n/a (install iperf3)"))
   end
+end
+if #published == 0 then
+  print(("%-58s %9s"):format("iperf3 through a published port", "n/a (install iperf3)"))
+end
+local limit
+for _, r in ipairs(published) do
+  limit = limit or r.gbps
+  print(("%-58s %9s Gbit/s %s"):format("published port: " .. r.name, r.gbps and ("%.2f"):format(r.gbps) or "n/a",
+    r.gbps and limit and r ~= published[1] and ("(%.2fx of the limit)"):format(r.gbps / limit) or ""))
 end

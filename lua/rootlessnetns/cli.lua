@@ -14,7 +14,8 @@ M.EXIT_OURS, M.EXIT_CANNOT_EXEC, M.EXIT_NOT_FOUND = exit.OURS, exit.CANNOT_EXEC,
 local function add_options(p, options)
   for _, o in ipairs(options or {}) do
     if o.value then
-      p:option(o.flag, o.help, o.default):argname(o.value)
+      local opt = p:option(o.flag, o.help, o.default):argname(o.value)
+      if o.count then opt:count(o.count) end
     else
       p:flag(o.flag, o.help)
     end

@@ -211,8 +211,10 @@ function M.cleanup(ns)
   local p = ns.paths
   local problems = {}
   core.fault_point("cleanup-start")
-  -- (the prepared mount namespace holds a copy of the pin)
+  -- (the prepared mount namespace holds a copy of the pin; the port
+  -- forwarder's maker is inside)
   require("rootlessnetns.prepared").drop(ns)
+  require("rootlessnetns.ports").forget(ns, nil)
   -- Only a live pin is a mount here; a plain file (a dead holder's) is just
   -- removed with the directory, and unmounting it outside a holder is EPERM.
   if core.nsfs(p.pin) then
@@ -425,8 +427,8 @@ local function check_built(ns)
     .. "it first, or drop the option"):format(table.concat(parts, "; ")), errno.EBUSY
 end
 
---- Reuse a live namespace, repair a broken one, or create it.  Lock held.
-function M.get_or_create(ns, h)
+-- Reuse a live namespace, repair a broken one, or create it.
+local function get_or_create(ns, h)
   local p = ns.paths
   local is_ns, nerr, code = core.nsfs(p.pin)
   if is_ns then
@@ -476,6 +478,17 @@ function M.get_or_create(ns, h)
   core.fault_point("netns-created")
   log.debug("created netns `%s`", p.pin)
   return M.start_backend(ns, true, h)
+end
+
+--- Reuse a live namespace, repair a broken one, or create it; and start
+-- the port forwarders that died (of every target: whichever command
+-- notices).  Lock held.
+function M.get_or_create(ns, h)
+  local up, err, code, stage, sig = get_or_create(ns, h)
+  if up and h then
+    require("rootlessnetns.ports").tend(ns, h, function(t) return core.nsfs(t.pin) == true end)
+  end
+  return up, err, code, stage, sig
 end
 
 --- The mount plan for commands, after the config's hook.

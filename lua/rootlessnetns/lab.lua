@@ -28,6 +28,7 @@ local log = require "rootlessnetns.log"
 local mounts = require "rootlessnetns.mounts"
 local names = require "rootlessnetns.lab.names"
 local netns = require "rootlessnetns.netns"
+local ports = require "rootlessnetns.ports"
 local prepared = require "rootlessnetns.prepared"
 local session = require "rootlessnetns.session"
 local state = require "rootlessnetns.state"
@@ -173,7 +174,9 @@ function Lab:list()
         address = lease and (lease.address .. "/" .. lease.prefix) or nil,
         -- made in another holder (userns): not stale, just not seen from here
         elsewhere = ours == nil and self:_owner(name) or nil,
+        ports = {},
       }
+      for i, p in ipairs(ports.recorded(ports.target(self.ns, name))) do out[#out].ports[i] = p.spec end
       if live then live_pins[#live_pins + 1] = self:_pin(name) end
     end
   end
@@ -265,8 +268,10 @@ function Lab:del(name, opts)
     end
   end
   core.fault_point("netns-del-disconnected")
-  -- (warm runs' prepared mount namespace holds a copy of the pin)
+  -- (warm runs' prepared mount namespace holds a copy of the pin, and the
+  -- port forwarder's maker is inside)
   prepared.drop(self.ns)
+  ports.forget(self.ns, name)
   if live then
     ok, err = core.netns_unmount(pin, 5000)
   else
@@ -283,8 +288,10 @@ end
 
 --- Connect a named namespace to the bridge in the rootless netns (set up
 -- when needed).  The connection is a reference to the rootless netns.
+-- With `opts.publish` (port specs), those ports of it are published too,
+-- all or none (they need no connection: see Lab:publish).
 -- @tparam string name the namespace
--- @tparam[opt] table opts {ip = "A.B.C.D[/P]"}
+-- @tparam[opt] table opts {ip = "A.B.C.D[/P]", publish = {SPEC...}}
 -- @treturn[1] table lease {name, address, prefix, gateway, interface, host_interface, bridge}
 -- @return[2] nil, message, errno
 function Lab:connect(name, opts)
@@ -301,9 +308,28 @@ function Lab:connect(name, opts)
     if ours then return stale(name) end
     return not_found(name)
   end
+  local publish = {}
+  for i, spec in ipairs(opts.publish or {}) do
+    local port, perr, pcode = ports.parse(spec)
+    if not port then return nil, perr, pcode end
+    publish[i] = port
+  end
   local up, uerr, ucode, ustage, usig = instance.get_or_create(self.ns, s.holder)
   if not up then return nil, uerr, ucode, ustage, usig end
-  return connections.connect(self.ns, name, self:_pin(name), net, up, opts.ip)
+  local t = ports.target(self.ns, name)
+  local before = {}
+  for _, p in ipairs(ports.recorded(t)) do before[p.id] = true end
+  if #publish > 0 then
+    local pok, perr, pcode = ports.publish_all(self.ns, t, s.holder, publish)
+    if not pok then return nil, perr, pcode end
+  end
+  local lease, lerr2, lcode2 = connections.connect(self.ns, name, self:_pin(name), net, up, opts.ip)
+  if not lease then
+    for _, p in ipairs(publish) do
+      if not before[p.id] then ports.unpublish(self.ns, t, s.holder, p.id) end
+    end
+  end
+  return lease, lerr2, lcode2
 end
 
 --- Disconnect a named namespace from the bridge.
@@ -325,8 +351,73 @@ function Lab:disconnect(name)
   return connections.disconnect(self.ns, name)
 end
 
+-- The live named namespace @name, for a port command: the session and
+-- the target; or why not.
+function Lab:_port_target(name)
+  local ok, err = M.check_name(name)
+  if not ok then return nil, err, errno.EINVAL end
+  local s, serr, scode, sstage, ssig = session.begin(self.ns, false)
+  if not s then return nil, serr, scode, sstage, ssig end
+  local ours, live, lcode = self:_lookup(name, s.holder)
+  if ours == nil or not live then
+    s:unlock()
+    if ours == nil then return nil, live, lcode end
+    if ours then return stale(name) end
+    return not_found(name)
+  end
+  ports.tend(self.ns, s.holder, function(t) return core.nsfs(t.pin) == true end)
+  return s, ports.target(self.ns, name)
+end
+
+--- Publish a port of named namespace @name on the host (as
+-- Netns:publish).  It needs no connection: the forward's sockets are made
+-- inside the namespace itself; it lives until `del`.
+-- @treturn[1] table the port
+-- @return[2] nil, message, errno
+function Lab:publish(name, spec)
+  local port, perr, pcode = ports.parse(spec)
+  if not port then return nil, perr, pcode end
+  local s <close>, t, code, stage, sig = self:_port_target(name)
+  if not s then return nil, t, code, stage, sig end
+  return ports.publish(self.ns, t, s.holder, port)
+end
+
+--- Stop publishing a port of named namespace @name.
+-- @treturn[1] table the port that was published
+-- @return[2] nil, message, errno (ENOENT: not published)
+function Lab:unpublish(name, spec)
+  local port, perr, pcode = ports.parse(spec)
+  if not port then return nil, perr, pcode end
+  local s <close>, t, code, stage, sig = self:_port_target(name)
+  if not s then return nil, t, code, stage, sig end
+  return ports.unpublish(self.ns, t, s.holder, spec)
+end
+
+--- The published ports of named namespace @name; without @name, of
+-- every named namespace, each entry with its `netns`.
+-- @treturn[1] table list of ports, as Netns:ports
+-- @return[2] nil, message, errno
+function Lab:ports(name)
+  if name ~= nil then
+    local s <close>, t, code, stage, sig = self:_port_target(name)
+    if not s then return nil, t, code, stage, sig end
+    return ports.list(t)
+  end
+  local s <close>, serr, scode, sstage, ssig = session.begin(self.ns, false)
+  if not s then return nil, serr, scode, sstage, ssig end
+  local out = {}
+  for _, n in ipairs(ports.named_targets(self.ns)) do
+    for _, e in ipairs(ports.list(ports.target(self.ns, n))) do
+      e.netns = n
+      out[#out + 1] = e
+    end
+  end
+  return out
+end
+
 -- (a Lab shares its Netns handle's way in: a worker, or in-process)
-require("rootlessnetns.worker").wrap(Lab, { "add", "list", "exec", "del", "connect", "disconnect" },
+require("rootlessnetns.worker").wrap(Lab, { "add", "list", "exec", "del", "connect", "disconnect",
+  "publish", "unpublish", "ports" },
   function(self) return self.ns end)
 
 return M

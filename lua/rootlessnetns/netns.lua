@@ -27,6 +27,7 @@ local instance = require "rootlessnetns.instance"
 local log = require "rootlessnetns.log"
 local refs = require "rootlessnetns.refs"
 local session = require "rootlessnetns.session"
+local ports = require "rootlessnetns.ports"
 local prepared = require "rootlessnetns.prepared"
 local reaper = require "rootlessnetns.reaper"
 local state = require "rootlessnetns.state"
@@ -180,14 +181,21 @@ local function check_counted(nets, cmd)
   return n
 end
 
---- Create if needed, run @cmd inside, then count @nets more users.
--- The count grows only when everything succeeded; a namespace created by
--- this call is removed again when the command fails.
+--- Create if needed, run @cmd inside, publish `opts.publish` (a list of
+-- port specs; one already published alike is kept), then count @nets
+-- more users.  The count grows only when everything succeeded; a
+-- namespace created by this call is removed again when a step fails.
 -- @treturn[1] true
 -- @return[2] nil, message
-function Netns:setup(nets, cmd)
+function Netns:setup(nets, cmd, opts)
   local n, nerr, ncode, nstage = check_counted(nets, cmd)
   if not n then return nil, nerr, ncode, nstage end
+  local publish = {}
+  for i, spec in ipairs(opts and opts.publish or {}) do
+    local port, perr, pcode = ports.parse(spec)
+    if not port then return nil, perr, pcode, "usage" end
+    publish[i] = port
+  end
   local s <close>, serr, scode, sstage, ssig = session.begin(self, true)
   if not s then return nil, serr, scode, sstage, ssig end
   local up, uerr, ucode, ustage, usig = instance.get_or_create(self, s.holder)
@@ -200,6 +208,13 @@ function Netns:setup(nets, cmd)
       return nil, rerr, code, stage, how, status
     end
     if not s.lock then return nil, "setup: cannot take the lock again after the command" end
+  end
+  if #publish > 0 then
+    local ok, err, code = ports.publish_all(self, ports.target(self), s.holder, publish)
+    if not ok then
+      refs.clean_up_if_unused(self)
+      return nil, err, code
+    end
   end
   core.fault_point("setup-before-count")
   return refs.add_nets(self.paths, n)
@@ -242,10 +257,60 @@ function Netns:cleanup(opts)
   instance.reap_orphans(self, true)
   if opts.holder and (not s.holder or s.holder.mode == "own") then
     -- named namespaces live in the holder's mounts and go with it
+    ports.forget_all(self)
     instance.forget_named(self)
     holder.stop(self.paths)
   end
   return ok, err
+end
+
+-- The rootless netns, for a port command: the session, its holder, the
+-- target; or why not.
+local function port_target(self)
+  local s, serr, scode, sstage, ssig = session.begin(self, false)
+  if not s then return nil, serr, scode, sstage, ssig end
+  if not (s.holder and core.nsfs(self.paths.pin)) then
+    s:unlock()
+    return nil, "the rootless netns is not set up (`rootlessnetns setup --publish SPEC` publishes as it sets up)",
+      errno.ENOENT
+  end
+  ports.tend(self, s.holder, function(t) return core.nsfs(t.pin) == true end)
+  return s, ports.target(self)
+end
+
+--- Publish a port of the rootless netns on the host, while everything
+-- runs: `[HOSTIP:]HOSTPORT[:PORT][/tcp|/udp]` (HOSTIP 127.0.0.1 unless
+-- given).  The forward lives as long as the namespace; it holds no
+-- reference of its own.
+-- @tparam string spec
+-- @treturn[1] table the port {id, spec, proto, host_ip, host_port, inside_port}
+-- @return[2] nil, message, errno (EEXIST, EADDRINUSE, EACCES, EINVAL, ENOENT)
+function Netns:publish(spec)
+  local port, perr, pcode = ports.parse(spec)
+  if not port then return nil, perr, pcode end
+  local s <close>, t, code, stage, sig = port_target(self)
+  if not s then return nil, t, code, stage, sig end
+  return ports.publish(self, t, s.holder, port)
+end
+
+--- Stop publishing a port (its host side: `8080`, `[::1]:8080/udp`).
+-- Other forwards and their connections go on.
+-- @treturn[1] table the port that was published
+-- @return[2] nil, message, errno (ENOENT: not published)
+function Netns:unpublish(spec)
+  local port, perr, pcode = ports.parse(spec)
+  if not port then return nil, perr, pcode end
+  local s <close>, t, code, stage, sig = port_target(self)
+  if not s then return nil, t, code, stage, sig end
+  return ports.unpublish(self, t, s.holder, spec)
+end
+
+--- The published ports of the rootless netns (none when it is down).
+-- @treturn table list of {spec, proto, host_ip, host_port, inside_port, forwarding, connections}
+function Netns:ports()
+  local s <close> = port_target(self)
+  if not s then return {} end
+  return ports.list(ports.target(self))
 end
 
 --- What a status report says, as a table (stable keys, see the README).
@@ -290,6 +355,7 @@ function Netns:status()
   end
   out.up = live == true and out.backend.alive
   out.netns = live == true
+  out.ports = live and ports.list(ports.target(self)) or {}
   return out
 end
 
@@ -323,9 +389,10 @@ function Netns:info()
     holder_pid = st.holder.pid,
     holder_kind = st.holder.kind,
     refs = st.refs,
+    ports = st.ports,
   }
 end
 
-worker.wrap(Netns, { "setup", "teardown", "run", "status", "info", "cleanup" })
+worker.wrap(Netns, { "setup", "teardown", "run", "status", "info", "cleanup", "publish", "unpublish", "ports" })
 
 return M

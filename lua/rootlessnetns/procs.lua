@@ -26,12 +26,26 @@ function M.ours(pred, opts)
   return found
 end
 
+-- Our own machinery inside a namespace, which is no user of it: the
+-- port forwarder's socket maker.  (Known by the title it shows as its
+-- command line; its comm is the interpreter's.)
+local MACHINERY = { "rootlessnetns-ports\0" }
+
+--- Is process @pid ours, working for a namespace rather than in it?
+function M.machinery(pid)
+  local cmd = core.readfile(("/proc/%d/cmdline"):format(pid), 256) or ""
+  for _, title in ipairs(MACHINERY) do
+    if cmd:sub(1, #title) == title then return true end
+  end
+  return false
+end
+
 --- Processes of ours (any of our uids) in the network namespace whose
--- inode is @id.
+-- inode is @id, our machinery aside.
 function M.in_netns(id)
   local link = ("net:[%d]"):format(id)
   return M.ours(function(pid)
-    return core.readlink(("/proc/%d/ns/net"):format(pid)) == link
+    return core.readlink(("/proc/%d/ns/net"):format(pid)) == link and not M.machinery(pid)
   end, { any_uid = true })
 end
 

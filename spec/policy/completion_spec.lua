@@ -69,14 +69,18 @@ end)
 describe("the completion table", function()
   it("offers every declared command and subcommand", function()
     local _, top = complete.candidates({ "" })
-    local _, sub = complete.candidates({ "netns", "" })
-    local want_top, want_sub = {}, {}
+    local want_top, subs = {}, 0
     for _, c in ipairs(commands.COMMANDS) do
       want_top[#want_top + 1] = c.name
-      for _, s in ipairs(c.commands or {}) do want_sub[#want_sub + 1] = s.name end
+      if c.commands then
+        local want_sub = {}
+        for _, s in ipairs(c.commands) do want_sub[#want_sub + 1] = s.name end
+        assert.same(want_sub, select(2, complete.candidates({ c.name, "" })), c.name)
+        subs = subs + 1
+      end
     end
     assert.same(want_top, top)
-    assert.same(want_sub, sub)
+    assert.is_true(subs >= 2)
   end)
 
   it("knows where a command to run starts", function()

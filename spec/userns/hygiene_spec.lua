@@ -141,7 +141,7 @@ describe("output", function()
 
   userns_it("status and info JSON carry exactly the documented keys", function()
     local st = assert(require("cjson.safe").decode((select(2, helper.cli({ "status", "--json" }, fx.env)))))
-    assert.same({ "backend", "holder", "netns", "pin", "refs", "state_dir", "up" }, keys(st))
+    assert.same({ "backend", "holder", "netns", "pin", "ports", "refs", "state_dir", "up" }, keys(st))
     assert.same({ "alive", "kind", "pid" }, keys(st.holder))
     assert.same({ "connections", "nets", "runs" }, keys(st.refs))
     assert.equal(0, (helper.cli({ "--backend", "slirp4netns", "setup" }, fx.env)))
@@ -149,8 +149,18 @@ describe("output", function()
     assert.same({ "alive", "name", "pid" }, keys(st.backend))
     local info = require("cjson").decode((select(2, helper.cli({ "info", "--json" }, fx.env))))
     assert.same({ "DnsForwardIps", "IPAddresses", "MapGuestIps", "backend", "backend_pid", "holder_kind",
-      "holder_pid", "refs" }, keys(info))
+      "holder_pid", "ports", "refs" }, keys(info))
+    -- no ports: a JSON list all the same; one: its documented keys
+    assert.matches('"ports":%[%]', (select(2, helper.cli({ "status", "--json" }, fx.env))))
+    assert.equal(0, (helper.cli({ "port", "add", "127.0.0.1:" .. math.random(20000, 60000) .. ":80" }, fx.env)))
+    st = require("cjson").decode((select(2, helper.cli({ "status", "--json" }, fx.env))))
+    assert.same({ "connections", "forwarding", "host_ip", "host_port", "inside_port", "proto", "spec" },
+      keys(st.ports[1]))
+    local listed = require("cjson").decode((select(2, helper.cli({ "port", "list", "--json" }, fx.env))))
+    assert.same({ "connections", "forwarding", "host_ip", "host_port", "inside_port", "netns", "proto", "spec" },
+      keys(listed[1]))
     assert.equal(0, (helper.cli({ "teardown" }, fx.env)))
+    assert.equal("[]\n", (select(2, helper.cli({ "port", "list", "--json" }, fx.env))))
   end)
 
   userns_it("netns JSON carries exactly the documented keys", function()
@@ -165,7 +175,7 @@ describe("output", function()
       keys(json("netns", "connect", "web", "--json")))
     local entries = json("netns", "list", "--json")
     assert.equal(1, #entries)
-    assert.same({ "address", "elsewhere", "live", "name", "path", "pids" }, keys(entries[1]))
+    assert.same({ "address", "elsewhere", "live", "name", "path", "pids", "ports" }, keys(entries[1]))
     assert.same({ "connected", "name" }, keys(json("netns", "disconnect", "web", "--json")))
     assert.same({ "deleted", "name" }, keys(json("netns", "del", "web", "--json")))
     -- an empty list is a JSON list

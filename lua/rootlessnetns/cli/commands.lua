@@ -12,12 +12,18 @@
 -- handler.
 --
 -- An option: flag, help, value (its argname when it takes one), default,
--- key (the result's field; default: the flag's name with `_`), complete
--- (a list of words, or "files").
+-- count ("*": repeatable, a list), key (the result's field; default: the
+-- flag's name with `_`), complete (a list of words, or "files").
 local M = {}
 
 local JSON = { flag = "--json", help = "Print JSON." }
 local NAME = { name = "name", help = "The namespace.", complete = "netns" }
+local PUBLISH = { flag = "--publish", help = "Publish a port: [HOSTIP:]HOSTPORT[:PORT][/tcp|/udp] (repeatable).",
+  value = "SPEC", count = "*" }
+local PORT_NETNS = { flag = "--netns", help = "A named namespace's ports (default: the rootless netns's).",
+  value = "NAME", complete = "netns" }
+local SPEC = { name = "spec", help = "[HOSTIP:]HOSTPORT[:PORT][/tcp|/udp]; HOSTIP is 127.0.0.1 unless given.",
+  count = "+" }
 
 M.GLOBAL_OPTIONS = {
   { flag = "--config", help = "Read the configuration from FILE.", value = "FILE", complete = "files" },
@@ -32,8 +38,9 @@ M.COMMANDS = {
   { name = "run", summary = "Run CMD inside (default: $SHELL); the exit status is CMD's.",
     usage = "Usage: rootlessnetns run [-h] [--] [CMD [ARG...]]", tail = "command", fast = true, handler = "run" },
   { name = "setup", summary = "Create if needed, run CMD inside, count N more users.",
-    usage = "Usage: rootlessnetns setup [-h] [--nets N] [-- CMD [ARG...]]", tail = "after--", fast = true,
-    options = { { flag = "--nets", help = "How many users to count.", value = "N", default = "1" } },
+    usage = "Usage: rootlessnetns setup [-h] [--nets N] [--publish SPEC]... [-- CMD [ARG...]]", tail = "after--",
+    fast = true,
+    options = { { flag = "--nets", help = "How many users to count.", value = "N", default = "1" }, PUBLISH },
     handler = "counted" },
   { name = "teardown", summary = "Run CMD inside, count N fewer users, clean up at zero.",
     usage = "Usage: rootlessnetns teardown [-h] [--nets N] [-- CMD [ARG...]]", tail = "after--", fast = true,
@@ -59,9 +66,17 @@ M.COMMANDS = {
         options = { { flag = "--force", help = "Kill the processes still inside first." }, JSON } },
       { name = "connect", summary = "Plug NAME into the bridge in the rootless netns.", args = { NAME },
         options = { { flag = "--ip", help = "Its address (default: the next free one).", value = "ADDR[/PREFIX]" },
-          JSON } },
+          PUBLISH, JSON } },
       { name = "disconnect", summary = "Unplug NAME; its address and reference go.", args = { NAME },
         options = { JSON } },
+    } },
+  { name = "port", summary = "Published ports: a host address forwarded to a port inside.", handler = "port",
+    commands = {
+      { name = "add", summary = "Publish ports (the server inside sees the client's address).",
+        args = { SPEC }, options = { PORT_NETNS, JSON } },
+      { name = "list", summary = "The published ports and their connections.", options = { PORT_NETNS, JSON } },
+      { name = "rm", summary = "Stop publishing ports (other connections go on).", args = { SPEC },
+        options = { PORT_NETNS } },
     } },
 }
 

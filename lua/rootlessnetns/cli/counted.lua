@@ -13,7 +13,9 @@ return function(ns, opts, tail)
   local method = opts.command
   local n, err = parse_nets(opts.nets)
   if not n then return exit.die(err) end
-  local ok, msg, code, stage, how, status = ns[method](ns, n, tail)
+  local publish = opts.publish
+  if type(publish) == "string" then publish = { publish } end
+  local ok, msg, code, stage, how, status = ns[method](ns, n, tail, { publish = publish })
   if ok then return 0 end
   if stage == "command" then
     io.stderr:write("rootlessnetns: ", method, ": ", msg, "\n")

@@ -20,6 +20,7 @@ function handlers.list(l, opts)
   if opts.json then
     for i, e in ipairs(entries) do
       e.pids = output.json_list(e.pids)
+      e.ports = output.json_list(e.ports)
       entries[i] = output.with_nulls(e, { address = true, elsewhere = true })
     end
     output.json_lists(output.json_list(entries))
@@ -50,7 +51,9 @@ end
 
 --- `netns connect NAME [--ip A[/P]] [--json]`: prints the lease.
 function handlers.connect(l, opts)
-  local lease, err, code, stage, signo = l:connect(opts.name, { ip = opts.ip })
+  local publish = opts.publish
+  if type(publish) == "string" then publish = { publish } end
+  local lease, err, code, stage, signo = l:connect(opts.name, { ip = opts.ip, publish = publish })
   if not lease then return exit.of_failure(err, code, stage, signo) end
   if opts.json then
     output.json(lease)

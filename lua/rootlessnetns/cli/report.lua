@@ -13,6 +13,13 @@ local function holder(pid, alive, kind)
   return "pid " .. output.pid(pid, alive) .. (HOLDER_KIND[kind] or "")
 end
 
+-- The published ports, as their specs ("-" when none).
+local function published(ports)
+  local specs = {}
+  for i, p in ipairs(ports or {}) do specs[i] = p.spec .. (p.forwarding and "" or " (not forwarding)") end
+  return output.list(specs)
+end
+
 local print_report = {}
 
 --- `info` as aligned rows.
@@ -24,6 +31,7 @@ function print_report.info(info)
     { "map-guest addresses", output.list(info.MapGuestIps) },
     { "holder", holder(info.holder_pid, nil, info.holder_kind) },
     { "references", references(info.refs) },
+    { "ports", published(info.ports) },
   }
 end
 
@@ -36,6 +44,7 @@ function print_report.status(st)
     { "backend", ("%s (pid %s)"):format(backend, output.pid(st.backend.pid, st.backend.alive)) },
     { "holder", holder(st.holder.pid, st.holder.alive, st.holder.kind) },
     { "references", references(st.refs) },
+    { "ports", published(st.ports) },
     { "state dir", st.state_dir },
   }
 end
@@ -51,7 +60,9 @@ return function(ns, opts)
   local report, err, code, stage, signo = ns[opts.command](ns)
   if not report then return exit.of_failure(err, code, stage, signo) end
   if opts.json then
-    output.json(output.with_nulls(report, JSON_SHAPE[opts.command]))
+    local out = output.with_nulls(report, JSON_SHAPE[opts.command])
+    out.ports = output.json_list(report.ports or {})
+    output.json_lists(out)
   else
     print_report[opts.command](report)
   end

@@ -52,7 +52,7 @@ function M.processes_in_each(pins)
     local pin_of = {}
     for _, p in ipairs(procs.ours(function(pid)
       local link = core.readlink(("/proc/%d/ns/net"):format(pid))
-      pin_of[pid] = link and by_link[link]
+      pin_of[pid] = link and by_link[link] and not procs.machinery(pid) and by_link[link] or nil
       return pin_of[pid] ~= nil
     end, { any_uid = true })) do
       local list = found[pin_of[p.pid]]

@@ -1,0 +1,567 @@
+--- Published ports: a host address forwarded to a port inside the
+-- rootless netns or a named namespace.  The policy is here; the
+-- mechanism (one event loop, splice, sockets made inside) is C.
+--
+-- One forwarder process per target (`rootlessnetns-ports`, detached, in
+-- the host's network namespace and the holder's user namespace) owns the
+-- host sockets.  Its child, the maker, lives in the target's netns and
+-- makes each connection's socket there, bound to the client's address,
+-- so the server inside sees who connected.  Commands talk to the
+-- forwarder over a unix socket in the state directory (one JSON request,
+-- one JSON reply), so ports come and go while everything runs.
+--
+-- State, under `<state dir>/ports/` (outside what the rootless netns's
+-- cleanup removes, since named namespaces outlive it), for target KEY
+-- (`rootless-netns`, or `netns-NAME`):
+--   KEY.json        the ports, as published (the truth: a restarted
+--                   forwarder binds them again)
+--   KEY.forwarder   "pid starttime" of its forwarder; it ends when this
+--                   names another (or nothing), or when the holder dies
+--   KEY.sock        where it listens for requests
+--
+-- A forward holds no reference: it lives as long as its target.  The
+-- last teardown of the rootless netns, `cleanup` and `netns del` remove
+-- its forwards; a forwarder that died is started again by the next
+-- command that looks (port commands, status, setup, netns connect).
+-- Every function here is called with the state lock held, in the holder.
+local core = require "rootlessnetns"
+local log = require "rootlessnetns.log"
+local state = require "rootlessnetns.state"
+
+local errno = core.errno
+local PRIVATE_DIR, PRIVATE_FILE = tonumber("700", 8), tonumber("600", 8)
+
+local M = {}
+
+-- (rootlessnetns.procs knows it by this title: no user of a namespace)
+M.TITLE = "rootlessnetns-ports"
+M.MAIN = "rootless-netns"
+M.READY_TIMEOUT_MS = 5000
+M.REPLY_TIMEOUT_MS = 5000
+M.UDP_IDLE_MS = 60000
+
+-- ------------------------------------------------------------ port specs
+
+local PROTOS = { tcp = true, udp = true }
+
+local function parse_port(text, what, spec)
+  local n = text and text:match("^%d+$") and math.tointeger(tonumber(text))
+  if not n or n < 1 or n > 65535 then
+    return nil, ("port spec `%s`: %s `%s` is not a port (1-65535)"):format(spec, what, tostring(text))
+  end
+  return n
+end
+
+local function ipv4(text)
+  local a, b, c, d = text:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  if not a then return false end
+  for _, o in ipairs { a, b, c, d } do
+    if #o > 3 or tonumber(o) > 255 then return false end
+  end
+  return true
+end
+
+local function ipv6(text)
+  return text:find(":", 1, true) ~= nil and text:match("^[%x:.]+$") ~= nil and #text <= 45
+end
+
+--- A port spec as a table, from `[HOSTIP:]HOSTPORT[:PORT][/tcp|/udp]`
+-- (an IPv6 HOSTIP in brackets: `[::1]:8080:80`).  HOSTIP defaults to
+-- 127.0.0.1: reaching it from the network is an explicit 0.0.0.0 or
+-- [::]; PORT to HOSTPORT; the protocol to tcp.
+-- @treturn[1] table {id, spec, proto, host_ip, host_port, inside_port}
+-- @return[2] nil, message (EINVAL)
+function M.parse(spec)
+  if type(spec) ~= "string" or spec == "" then
+    return nil, "a port spec is [HOSTIP:]HOSTPORT[:PORT][/tcp|/udp], e.g. 8080:80", errno.EINVAL
+  end
+  local body, proto = spec:match("^(.-)/(%w+)$")
+  if not body then body, proto = spec, "tcp" end
+  if not PROTOS[proto] then
+    return nil, ("port spec `%s`: protocol `%s` is not tcp or udp"):format(spec, proto), errno.EINVAL
+  end
+  local host_ip, rest = body:match("^%[([^%]]*)%]:(.+)$")
+  if host_ip then
+    if not ipv6(host_ip) then
+      return nil, ("port spec `%s`: `%s` is not an IPv6 address"):format(spec, host_ip), errno.EINVAL
+    end
+  else
+    local fields = {}
+    for f in (body .. ":"):gmatch("([^:]*):") do fields[#fields + 1] = f end
+    if #fields == 3 or (#fields == 2 and fields[1]:find(".", 1, true)) then
+      host_ip, rest = fields[1], table.concat(fields, ":", 2)
+      if not ipv4(host_ip) then
+        return nil, ("port spec `%s`: `%s` is not an IPv4 address (an IPv6 one goes in brackets)")
+          :format(spec, host_ip), errno.EINVAL
+      end
+    elseif #fields <= 2 then
+      host_ip, rest = "127.0.0.1", body
+    else
+      return nil, ("port spec `%s`: an IPv6 address goes in brackets, e.g. [::1]:8080:80"):format(spec),
+        errno.EINVAL
+    end
+  end
+  local hp, ip = rest:match("^([^:]*):([^:]*)$")
+  if not hp then hp, ip = rest, rest end
+  local host_port, err = parse_port(hp, "host port", spec)
+  if not host_port then return nil, err, errno.EINVAL end
+  local inside_port, ierr = parse_port(ip, "port", spec)
+  if not inside_port then return nil, ierr, errno.EINVAL end
+  local shown = host_ip:find(":", 1, true) and ("[" .. host_ip .. "]") or host_ip
+  return {
+    id = ("%s:%d/%s"):format(shown, host_port, proto),
+    spec = ("%s:%d:%d/%s"):format(shown, host_port, inside_port, proto),
+    proto = proto, host_ip = host_ip, host_port = host_port, inside_port = inside_port,
+  }
+end
+
+--- The lowest port an unprivileged process may bind (the host's sysctl).
+function M.unprivileged_start(path)
+  local text = core.readfile(path or "/proc/sys/net/ipv4/ip_unprivileged_port_start", 64)
+  return math.tointeger(tonumber(text and text:match("^%s*(%d+)") or "")) or 1024
+end
+
+-- ---------------------------------------------------------------- state
+
+--- The target of a forward: the rootless netns (@name nil) or a named
+-- namespace, with where its files and its pin are.
+function M.target(ns, name)
+  local key = name and ("netns-" .. name) or M.MAIN
+  local dir = ns.paths.base .. "/ports"
+  return {
+    key = key, name = name, dir = dir,
+    pin = name and (ns.named_dir .. "/" .. name) or ns.paths.pin,
+    record = dir .. "/" .. key .. ".json",
+    forwarder = dir .. "/" .. key .. ".forwarder",
+    sock = key .. ".sock",
+    status = dir .. "/" .. key .. ".status",
+  }
+end
+
+-- Is @p a port's fields (as JSON gives them back: numbers may be floats)?
+-- Its ports become integers.
+local function fields_ok(p)
+  if not (type(p) == "table" and PROTOS[p.proto] and type(p.host_ip) == "string") then return false end
+  p.host_port, p.inside_port = math.tointeger(p.host_port), math.tointeger(p.inside_port)
+  return p.host_port ~= nil and p.inside_port ~= nil
+end
+
+--- The published ports of target @t (a damaged record is no ports, said once).
+function M.recorded(t)
+  local rec = state.read_json(t.record)
+  if rec == nil then return {} end
+  local out = {}
+  if type(rec) == "table" and type(rec.ports) == "table" then
+    for _, p in ipairs(rec.ports) do
+      local parsed = fields_ok(p) and M.parse(("%s:%d:%d/%s"):format(
+        p.host_ip:find(":", 1, true) and ("[" .. p.host_ip .. "]") or p.host_ip, p.host_port, p.inside_port, p.proto))
+      if parsed then out[#out + 1] = parsed end
+    end
+    return out
+  end
+  log.warn("`%s`: not a ports record; its ports are forgotten", t.record)
+  return out
+end
+
+local function save(t, list)
+  local ok, err, code = core.mkdir(t.dir, PRIVATE_DIR)
+  if not ok and code ~= errno.EEXIST then return nil, err end
+  local ports = {}
+  for i, p in ipairs(list) do
+    ports[i] = { proto = p.proto, host_ip = p.host_ip, host_port = p.host_port, inside_port = p.inside_port }
+  end
+  if #ports == 0 then
+    core.unlink(t.record)
+    return true
+  end
+  return state.write_json(t.record, { ports = ports })
+end
+
+-- ------------------------------------------------------------ forwarder
+
+--- The routes that bring a server's answer back to a socket bound to a
+-- client's foreign address (IP_TRANSPARENT): the server answers from
+-- loopback (it was reached at 127.0.0.1 or ::1), and whatever leaves
+-- loopback for elsewhere is delivered here instead of being routed out
+-- (where a loopback source is invalid anyway).  Set in the target by the
+-- maker, once per forwarder start; a client of this host (127/8, ::1)
+-- needs none of it.
+M.RETURN_ROUTES = {
+  { "ip", "-4", "rule", "del", "pref", "32700" },
+  { "ip", "-4", "rule", "add", "pref", "32700", "from", "127.0.0.0/8", "lookup", "32700" },
+  { "ip", "-4", "route", "replace", "local", "0.0.0.0/0", "dev", "lo", "table", "32700" },
+  { "ip", "-6", "rule", "del", "pref", "32700" },
+  { "ip", "-6", "rule", "add", "pref", "32700", "from", "::1", "lookup", "32700" },
+  { "ip", "-6", "route", "replace", "local", "::/0", "dev", "lo", "table", "32700" },
+}
+
+-- Set RETURN_ROUTES (in the target's netns); a failure costs only
+-- foreign clients' addresses.
+local function set_return_routes()
+  local ip = require("rootlessnetns.child").which("ip")
+  if not ip then return end
+  for _, argv in ipairs(M.RETURN_ROUTES) do
+    local cmd = table.move(argv, 1, #argv, 1, {})
+    cmd[1] = ip
+    local proc = core.spawn { argv = cmd, fds = { [0] = false, [1] = false, [2] = false } }
+    if proc then proc:wait(5000) end
+  end
+end
+
+-- What the forwarder runs, in a fresh Lua state.
+local FORWARDER = [[
+local path, cpath, pin, dir, key, holder_pid, holder_starttime = ...
+package.path, package.cpath = path, cpath
+require("rootlessnetns.ports").forwarder_main(pin, dir, key, holder_pid, holder_starttime)
+]]
+
+-- The request @req of the forwarder's control socket, answered.
+local function serve(fw, req)
+  if type(req) ~= "table" then return { error = "unreadable request", errno = errno.EINVAL } end
+  if req.op == "add" and fields_ok(req.port) then
+    local p = req.port
+    local ok, err, code = fw:add { id = ("%s:%d/%s"):format(p.host_ip, p.host_port, p.proto), proto = p.proto,
+      host_ip = p.host_ip, host_port = p.host_port, inside_port = p.inside_port, udp_idle_ms = M.UDP_IDLE_MS }
+    if not ok then return { error = err, errno = code } end
+    return { ok = true }
+  elseif req.op == "rm" and fields_ok(req.port) then
+    local p = req.port
+    local ok, err, code = fw:remove(("%s:%d/%s"):format(p.host_ip, p.host_port, p.proto))
+    if not ok then return { error = err, errno = code } end
+    return { ok = true }
+  elseif req.op == "list" then
+    return { ok = true, ports = fw:list() }
+  end
+  return { error = "unknown request", errno = errno.EINVAL }
+end
+
+--- The forwarder's body: start the maker in the target, bind what is
+-- recorded, say so (`KEY.status`), then serve until the record names
+-- another, the holder dies, or the maker is gone.
+function M.forwarder_main(pin, dir, key, holder_pid, holder_starttime)
+  local cjson = require "cjson.safe"
+  local t = { dir = dir, record = dir .. "/" .. key .. ".json", forwarder = dir .. "/" .. key .. ".forwarder",
+    sock = key .. ".sock", status = dir .. "/" .. key .. ".status" }
+  local me_pid = core.getpid()
+  local me = ("%d %d\n"):format(me_pid, (core.starttime(me_pid)))
+  local hpid, hst = math.tointeger(tonumber(holder_pid)), math.tointeger(tonumber(holder_starttime))
+  local function say(text) core.writefile(t.status, text, PRIVATE_FILE) end
+  local ours, theirs = core.socketpair()
+  if not ours then return say("error " .. tostring(theirs) .. "\n") end
+  local net, nerr = core.open(pin, "r")
+  if not net then return say("error " .. tostring(nerr) .. "\n") end
+  local maker = core.fork()
+  if maker == 0 then
+    ours:close()
+    local ok = core.setns(net, core.CLONE_NEWNET)
+    net:close()
+    if ok then
+      set_return_routes()
+      core.socket_maker(theirs)
+    end
+    core._exit(0)
+  end
+  net:close()
+  theirs:close()
+  if not maker then return say("error cannot start the socket maker\n") end
+  local fw <close>, ferr = core.forwarder(ours)
+  if not fw then return say("error " .. tostring(ferr) .. "\n") end
+  local dirfd <close>, derr = core.open(dir, "path")
+  if not dirfd then return say("error " .. tostring(derr) .. "\n") end
+  core.unlink(dir .. "/" .. t.sock)
+  local ctl <close>, cerr = core.unix_listen(dirfd, t.sock)
+  if not ctl then return say("error " .. tostring(cerr) .. "\n") end
+  local failed = {}
+  for _, p in ipairs(M.recorded(t)) do
+    local res = serve(fw, { op = "add", port = p })
+    if not res.ok then failed[#failed + 1] = ("%s: %s"):format(p.spec, tostring(res.error)) end
+  end
+  say("ok\n" .. table.concat(failed, "\n"))
+  -- The record is written once our pid is known: wait for it (bounded).
+  local deadline = core.clock() + M.READY_TIMEOUT_MS / 1000
+  while core.readfile(t.forwarder, 64) ~= me and core.clock() < deadline do core.sleep(10) end
+  local signals <close> = core.block_signals { core.SIGTERM, core.SIGINT, core.SIGHUP }
+  while core.readfile(t.forwarder, 64) == me and (not hpid or core.alive(hpid, hst)) do
+    local why = fw:run(ctl, 1000, signals)
+    if why == "wake" then
+      local conn = core.accept(ctl, 0)
+      if conn then
+        local text = conn:recv(1000)
+        local reply = serve(fw, text and cjson.decode(text))
+        conn:write(cjson.encode(reply))
+        conn:close()
+      end
+    elseif why ~= "timeout" then
+      break
+    end
+  end
+  -- (the socket is ours to remove only while nobody replaced us)
+  if core.readfile(t.forwarder, 64) == me then core.unlink(dir .. "/" .. t.sock) end
+end
+
+--- The live forwarder of target @t, if any.
+local function alive(t)
+  local pid, st = state.read_identity(t.forwarder)
+  if pid and core.alive(pid, st) then return { pid = pid, starttime = st } end
+  return nil
+end
+
+--- Stop the forwarder of @t (identity checked); its ports stay recorded.
+local function stop_forwarder(t)
+  local pid, st = state.read_identity(t.forwarder)
+  core.unlink(t.forwarder)
+  if pid then core.kill(pid, st, core.SIGKILL) end
+  core.unlink(t.dir .. "/" .. t.sock)
+end
+
+-- Start the forwarder of @t, which binds every recorded port.  Lock held,
+-- in the holder @h.
+-- @treturn[1] table {pid, starttime}
+-- @treturn[1] table the ports it could not bind, as "SPEC: why" lines
+-- @return[2] nil, message
+local function start(ns, t, h)
+  stop_forwarder(t)
+  local ok, err, code = core.mkdir(t.dir, PRIVATE_DIR)
+  if not ok and code ~= errno.EEXIST then return nil, err end
+  core.unlink(t.status)
+  local pid, derr = core.detached(M.TITLE, FORWARDER, package.path, package.cpath, t.pin, t.dir, t.key,
+    tostring(h.pid), tostring(h.starttime))
+  if not pid then return nil, derr end
+  local st = core.starttime(pid)
+  ok, err = false, "the port forwarder ended at once"
+  if st then ok, err = state.write_identity(t.forwarder, pid, st) end
+  if not ok then
+    if st then core.kill(pid, st, core.SIGKILL) end
+    return nil, err
+  end
+  local deadline = core.clock() + M.READY_TIMEOUT_MS / 1000
+  local said, sig
+  repeat
+    said = core.readfile(t.status, 1 << 20)
+    if said or not core.alive(pid, st) then break end
+    if ns.signals then sig = ns.signals:wait(1) else core.sleep(1) end
+  until sig or core.clock() > deadline
+  core.unlink(t.status)
+  if sig then
+    stop_forwarder(t)
+    return nil, ("interrupted by signal %d while starting the port forwarder"):format(sig)
+  end
+  local verdict, rest = (said or ""):match("^([^\n]*)\n?(.*)$")
+  if verdict ~= "ok" then
+    stop_forwarder(t)
+    return nil, "start the port forwarder: " .. (verdict and verdict ~= "" and verdict:gsub("^error ", "")
+      or "it did not answer")
+  end
+  local failed = {}
+  for line in (rest or ""):gmatch("[^\n]+") do failed[#failed + 1] = line end
+  log.debug("started the port forwarder of %s (pid %d)", t.key, pid)
+  return { pid = pid, starttime = st }, failed
+end
+
+-- The forwarder of @t, started when there is none.
+local function ensure(ns, t, h)
+  local fwd = alive(t)
+  if fwd then return fwd end
+  local had = #M.recorded(t)
+  local failed
+  fwd, failed = start(ns, t, h)
+  if not fwd then return nil, failed end
+  if had > 0 then
+    log.warn("the port forwarder of %s had stopped; started it again with %d port%s", t.name or "the rootless netns",
+      had, had == 1 and "" or "s")
+  end
+  for _, line in ipairs(failed) do log.warn("port %s (not forwarded now; `port rm` it, or free it)", line) end
+  return fwd
+end
+
+-- One request to the forwarder of @t, and its reply.
+local function request(t, req)
+  local cjson = require "cjson.safe"
+  local dirfd <close>, err = core.open(t.dir, "path")
+  if not dirfd then return nil, err end
+  local conn <close>, cerr = core.unix_connect(dirfd, t.sock)
+  if not conn then return nil, "the port forwarder does not answer: " .. tostring(cerr) end
+  local ok, werr = conn:write(cjson.encode(req))
+  if not ok then return nil, "the port forwarder does not answer: " .. tostring(werr) end
+  local text, rerr = conn:recv(M.REPLY_TIMEOUT_MS)
+  local reply = text and cjson.decode(text)
+  if type(reply) ~= "table" then return nil, "the port forwarder does not answer: " .. tostring(rerr or "no reply") end
+  return reply
+end
+
+-- ------------------------------------------------------------ the policy
+
+-- Words for the target, in errors.
+local function target_text(t)
+  return t.name and ("namespace `" .. t.name .. "`") or "the rootless netns"
+end
+
+--- Publish @spec (a string or a parsed port) on target @t.  Lock held, in
+-- the holder @h, the target live.
+-- @treturn[1] table the port
+-- @return[2] nil, message, errno
+function M.publish(ns, t, h, spec)
+  local port, perr, pcode = spec, nil, nil
+  if type(spec) ~= "table" then port, perr, pcode = M.parse(spec) end
+  if not port then return nil, perr, pcode end
+  local start_port = M.unprivileged_start()
+  if port.host_port < start_port then
+    return nil, ("host port %d is below net.ipv4.ip_unprivileged_port_start (%d) on this host: publish a port "
+      .. "from %d up, or lower the sysctl as root (`sysctl net.ipv4.ip_unprivileged_port_start=%d`)")
+      :format(port.host_port, start_port, start_port, port.host_port), errno.EACCES
+  end
+  local list = M.recorded(t)
+  for _, p in ipairs(list) do
+    if p.id == port.id then
+      return nil, ("%s is already published (to port %d of %s); `rootlessnetns port rm %s` first")
+        :format(p.id, p.inside_port, target_text(t), p.id), errno.EEXIST
+    end
+  end
+  local fwd, ferr = ensure(ns, t, h)
+  if not fwd then return nil, ferr end
+  local reply, rerr = request(t, { op = "add", port = port })
+  if not reply then return nil, rerr end
+  if not reply.ok then
+    local code = math.tointeger(reply.errno)
+    if code == errno.EADDRINUSE then
+      return nil, ("host port %s is in use by another program; choose another HOSTPORT"):format(port.id), code
+    elseif code == errno.EADDRNOTAVAIL then
+      return nil, ("%s: no interface of this host has the address %s"):format(port.spec, port.host_ip), code
+    elseif code == errno.EACCES then
+      return nil, ("host port %s: permission denied (net.ipv4.ip_unprivileged_port_start is %d)")
+        :format(port.id, start_port), code
+    end
+    return nil, ("publish %s: %s"):format(port.spec, tostring(reply.error)), code
+  end
+  list[#list + 1] = port
+  local ok, err = save(t, list)
+  if not ok then
+    request(t, { op = "rm", port = port })
+    return nil, err
+  end
+  log.debug("published %s on %s", port.spec, t.key)
+  return port
+end
+
+--- Publish each of @list (parsed ports) on target @t, all or none: one
+-- published alike already is kept as it is, one whose host port is
+-- published otherwise is an error, and what this call published is
+-- removed again when a later one fails.
+-- @treturn[1] true
+-- @return[2] nil, message, errno
+function M.publish_all(ns, t, h, list)
+  local have, done = {}, {}
+  for _, p in ipairs(M.recorded(t)) do have[p.id] = p end
+  for _, port in ipairs(list) do
+    if not (have[port.id] and have[port.id].spec == port.spec) then
+      local ok, err, code = M.publish(ns, t, h, port)
+      if not ok then
+        for _, d in ipairs(done) do M.unpublish(ns, t, h, d.id) end
+        return nil, err, code
+      end
+      done[#done + 1] = port
+      have[port.id] = port
+    end
+  end
+  return true
+end
+
+--- Stop publishing @spec (the host side is enough: `8080`, `[::1]:8080/udp`)
+-- on target @t.  Its host port closes at once; other forwards and their
+-- connections go on.
+-- @treturn[1] table the port that was published
+-- @return[2] nil, message, errno (ENOENT: not published)
+function M.unpublish(ns, t, h, spec)
+  local port, perr, pcode = M.parse(spec)
+  if not port then return nil, perr, pcode end
+  local list = M.recorded(t)
+  local found
+  for i, p in ipairs(list) do
+    if p.id == port.id then found = table.remove(list, i) break end
+  end
+  if not found then
+    return nil, ("%s is not published on %s (see `rootlessnetns port list`)"):format(port.id, target_text(t)),
+      errno.ENOENT
+  end
+  local ok, err = save(t, list)
+  if not ok then return nil, err end
+  if alive(t) then
+    local reply, rerr = request(t, { op = "rm", port = found })
+    if not reply then log.warn("%s", rerr) end
+    if #list == 0 then stop_forwarder(t) end
+  elseif #list > 0 then
+    ensure(ns, t, h)
+  end
+  return found
+end
+
+--- The ports of target @t, each with its live counters when its
+-- forwarder runs ({connections, accepted}).
+function M.list(t)
+  local list = M.recorded(t)
+  local live = {}
+  if #list > 0 and alive(t) then
+    local reply = request(t, { op = "list" })
+    for _, e in ipairs(reply and reply.ports or {}) do live[e.id] = e end
+  end
+  local out = {}
+  for i, p in ipairs(list) do
+    local e = live[("%s:%d/%s"):format(p.host_ip, p.host_port, p.proto)]
+    out[i] = { spec = p.spec, proto = p.proto, host_ip = p.host_ip, host_port = p.host_port,
+      inside_port = p.inside_port, forwarding = e ~= nil,
+      connections = e and math.tointeger(e.connections) or 0 }
+  end
+  return out
+end
+
+--- Start the forwarders of targets that have ports and none (a SIGKILLed
+-- forwarder is repaired by the next command).  @live(t): is the target's
+-- namespace there?  Those gone lose their ports.
+function M.tend(ns, h, live)
+  local dir = ns.paths.base .. "/ports"
+  for _, file in ipairs(core.listdir(dir) or {}) do
+    local key = file:match("^(.+)%.json$")
+    if key then
+      local name = key ~= M.MAIN and key:match("^netns%-(.+)$") or nil
+      if key == M.MAIN or name then
+        local t = M.target(ns, name)
+        if not live(t) then
+          M.forget(ns, name)
+        elseif not alive(t) then
+          local ok, err = ensure(ns, t, h)
+          if not ok then log.warn("ports of %s: %s", target_text(t), err) end
+        end
+      end
+    end
+  end
+end
+
+--- The named namespaces that have published ports, sorted.
+function M.named_targets(ns)
+  local out = {}
+  for _, file in ipairs(core.listdir(ns.paths.base .. "/ports") or {}) do
+    local name = file:match("^netns%-(.+)%.json$")
+    if name then out[#out + 1] = name end
+  end
+  table.sort(out)
+  return out
+end
+
+--- Remove every forward of target @name (nil: the rootless netns).
+function M.forget(ns, name)
+  local t = M.target(ns, name)
+  stop_forwarder(t)
+  core.unlink(t.record)
+  core.unlink(t.status)
+end
+
+--- Remove every forward of every target.
+function M.forget_all(ns)
+  local dir = ns.paths.base .. "/ports"
+  for _, file in ipairs(core.listdir(dir) or {}) do
+    local key = file:match("^(.+)%.forwarder$") or file:match("^(.+)%.json$")
+    if key then M.forget(ns, key ~= M.MAIN and key:match("^netns%-(.+)$") or nil) end
+  end
+end
+
+return M
