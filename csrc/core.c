@@ -21,6 +21,8 @@ luaopen_rootlessnetns(lua_State *L)
 	rlns_open_fs(L);
 	rlns_open_idmap(L);
 	rlns_open_holder(L);
+	rlns_open_sock(L);
+	rlns_open_forward(L);
 	lua_pushliteral(L, RLNS_VERSION);
 	lua_setfield(L, -2, "_VERSION");
 	return 1;

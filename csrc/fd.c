@@ -13,6 +13,7 @@
 #include <time.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <time.h>
 
 typedef struct {
@@ -265,6 +266,67 @@ l_write(lua_State *L)
 }
 
 /***
+ * Receive one record of a SOCK_SEQPACKET (or one datagram) socket,
+ * waiting at most `timeout_ms` (default: forever).  A record longer than
+ * 64 KiB is EMSGSIZE (its rest is lost), never silently cut.
+ * @function Fd:recv
+ * @tparam[opt] int timeout_ms
+ * @treturn[1] string the record
+ * @return[2] nil at end of file (the peer closed; an empty record reads
+ *   the same, so protocols never send one)
+ * @return[3] nil, message, errno (ETIMEDOUT on timeout)
+ */
+static int
+fd_recv(lua_State *L)
+{
+	int fd = rlns_checkfd(L, 1);
+	lua_Integer timeout = luaL_optinteger(L, 2, -1);
+	luaL_Buffer b;
+	char *buf;
+	ssize_t n;
+
+	rlns_checknargs(L, 2);
+	if (timeout >= 0) {
+		int r = wait_readable(fd, deadline_after(timeout));
+
+		if (r <= 0)
+			return push_wait_failure(L, r, fd);
+	}
+	buf = luaL_buffinitsize(L, &b, 65536);
+	n = TEMP_FAILURE_RETRY(recv(fd, buf, 65536, MSG_TRUNC));
+	if (n < 0)
+		return rlns_pushfail(L, errno, "recv fd %d", fd);
+	if (n > 65536)
+		return rlns_pushfail(L, EMSGSIZE, "recv fd %d", fd);
+	if (n == 0) {
+		luaL_pushfail(L);
+		return 1;
+	}
+	luaL_pushresultsize(&b, (size_t)n);
+	return 1;
+}
+
+/***
+ * Shut down one or both directions of a socket.
+ * @function Fd:shutdown
+ * @tparam[opt="w"] string how "r", "w" or "rw"
+ * @treturn[1] true
+ * @return[2] nil, message, errno
+ */
+static int
+fd_shutdown(lua_State *L)
+{
+	static const char *const hows[] = {"r", "w", "rw", NULL};
+	static const int values[] = {SHUT_RD, SHUT_WR, SHUT_RDWR};
+	int fd = rlns_checkfd(L, 1);
+	int how = luaL_checkoption(L, 2, "w", hows);
+
+	if (shutdown(fd, values[how]) < 0)
+		return rlns_pushfail(L, errno, "shutdown fd %d", fd);
+	return rlns_pushtrue(L);
+}
+
+/***
  * A close-on-exec pipe.
  * @function pipe
  * @treturn Fd read end
@@ -394,6 +456,8 @@ static const luaL_Reg fd_meth[] = {
 	{"readall", l_readall},
 	{"write", l_write},
 	{"rewind", fd_rewind},
+	{"recv", fd_recv},
+	{"shutdown", fd_shutdown},
 	{NULL, NULL},
 };
 

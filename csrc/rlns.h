@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -109,6 +110,17 @@ void rlns_open_proc(lua_State *L);
 void rlns_open_fs(lua_State *L);
 void rlns_open_idmap(lua_State *L);
 void rlns_open_holder(lua_State *L);
+void rlns_open_sock(lua_State *L);
+void rlns_open_forward(lua_State *L);
+
+/* sock.c: numeric socket addresses, shared with forward.c */
+int rlns_parse_addr(const char *ip, int port, struct sockaddr_storage *ss, socklen_t *len);
+const char *rlns_format_addr(const struct sockaddr *sa, char *buf, size_t size, int *port);
+#define RLNS_ADDRSTRLEN 64
+
+/* spawn.c: the signalfd of the Signals object at @idx (-1 when it is
+ * none or nil, or closed); raises on any other type */
+int rlns_signals_fd(lua_State *L, int idx);
 
 /* proc.c: helpers shared with spawn.c and holder.c */
 int rlns_proc_starttime(pid_t pid, unsigned long long *starttime, char *state);

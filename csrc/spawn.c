@@ -787,6 +787,14 @@ signals_wait(lua_State *L)
 	return 1;
 }
 
+int
+rlns_signals_fd(lua_State *L, int idx)
+{
+	if (lua_isnoneornil(L, idx))
+		return -1;
+	return tosignals(L, idx)->fd;
+}
+
 /***
  * Block a set of signals and receive them through a signalfd instead.
  * Closing the object restores the previous mask.
