@@ -55,7 +55,9 @@ function M.rules(nets)
   lines[#lines + 1] = "  chain forward {"
   lines[#lines + 1] = "    type filter hook forward priority filter; policy accept;"
   for _, n in ipairs(nets) do
-    if n.internal then lines[#lines + 1] = ("    iifname %q drop"):format(n.bridge) end
+    -- (routed only: where br_netfilter is loaded, frames bridged between
+    -- two namespaces on the network pass this hook too, out the bridge)
+    if n.internal then lines[#lines + 1] = ("    iifname %q oifname != %q drop"):format(n.bridge, n.bridge) end
   end
   lines[#lines + 1] = "  }"
   lines[#lines + 1] = "}"
