@@ -90,3 +90,16 @@ describe("the completion table", function()
     assert.equal("none", (complete.candidates { "status", "x" }))
   end)
 end)
+
+describe("completion of help and aliases", function()
+  it("offers commands, then subcommands, after help", function()
+    local _, words = complete.candidates { "help", "" }
+    assert.is_truthy(table.concat(words, " "):find("netns", 1, true))
+    assert.same({ "add", "list", "rm" }, select(2, complete.candidates { "help", "port", "" }))
+    assert.same({}, select(2, complete.candidates { "help", "port", "add", "" }))
+  end)
+
+  it("completes after an alias as after its command", function()
+    assert.same({ "--force", "--json", "--help" }, select(2, complete.candidates { "netns", "delete", "--" }))
+  end)
+end)

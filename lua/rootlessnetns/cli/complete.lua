@@ -76,6 +76,14 @@ function M.candidates(words, getenv)
     for _, c in ipairs(decl and decl.commands or commands.COMMANDS) do out[#out + 1] = c.name end
     return "words", out
   end
+  if decl.name == "help" then
+    -- a command, then one of its subcommands
+    local list = positional == 0 and commands.COMMANDS
+      or positional == 1 and (commands.find(words[n - 1]) or {}).commands or {}
+    local out = {}
+    for _, c in ipairs(list) do out[#out + 1] = c.name end
+    return "words", out
+  end
   local arg = (decl.args or {})[positional + 1]
   if arg then
     if arg.complete == "netns" then return "words", namespace_names(getenv) end
