@@ -42,7 +42,7 @@ function M.candidates(words, getenv)
     local w = words[i]
     if value_of then
       value_of = nil
-    elseif w == "--" and decl then
+    elseif w == "--" and decl and decl.tail then
       return "command " .. (i + 1), {}
     elseif w:sub(1, 1) == "-" then
       local o = find_option(decl, w)
