@@ -183,9 +183,13 @@ describe("the README's transcripts", function()
       local background = {}
       finally(function()
         for _, b in ipairs(background) do
+          -- SIGTERM: a CLI passes it to its command, which SIGKILL would orphan
           if not b.done then
-            b.proc:kill(core.SIGKILL)
-            b.proc:wait()
+            b.proc:kill(core.SIGTERM)
+            if not b.proc:wait(5000) then
+              b.proc:kill(core.SIGKILL)
+              b.proc:wait()
+            end
           end
         end
         helper.cli({ "cleanup" }, { XDG_RUNTIME_DIR = xdg, HOME = home })
@@ -200,7 +204,7 @@ describe("the README's transcripts", function()
         local cmd = step.cmd:gsub("%s+#[^'\"]*$", "")
         local bg = cmd:match("^(.-)%s*&$")
         local out = assert(core.open(term, "a"))
-        local proc = assert(core.spawn { argv = { "sh", "-c", bg or cmd }, env = env,
+        local proc = assert(core.spawn { argv = { "sh", "-c", bg and ("exec " .. bg) or cmd }, env = env,
           fds = { [0] = false, [1] = out, [2] = out } })
         out:close()
         if bg then
