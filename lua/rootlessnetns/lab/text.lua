@@ -24,8 +24,8 @@ function M.bridge(c, n)
   return lines
 end
 
---- One nft transaction that replaces our table whole, for the networks
--- @nets (list): what leaves a network that is not internal for
+--- One nft transaction that replaces our table whole, for the list of
+-- networks @nets: what leaves a network that is not internal for
 -- elsewhere than the lab is masqueraded (IPv4 and IPv6); an internal
 -- network's bridge forwards nothing out.  (The table of older versions,
 -- `ip rootlessnetns`, goes too.)
@@ -65,8 +65,8 @@ function M.rules(nets)
 end
 
 --- The veth pair of a lease, run in the rootless netns: its host end on
--- its network's bridge, its other end moved into the namespace pinned at
--- @peer_pin.
+-- its network's bridge, its other end moved into the namespace pinned
+-- at @peer_pin.
 function M.veth(lease, c, peer_pin)
   local mtu = mtu_of(c)
   return {
