@@ -54,12 +54,28 @@ function M.subnet(text)
     return nil, ("subnet `%s` has host bits set (did you mean %s/%d?)"):format(
       text, M.format_ipv4(network), prefix)
   end
+  -- (no room for a lab: this host, link-local, multicast, reserved)
+  for _, r in ipairs(M.UNUSABLE4) do
+    if M.overlaps({ network = network, prefix = prefix }, r) then
+      return nil, ("subnet `%s` is within %s (%s): not for a network"):format(text, r.cidr, r.what)
+    end
+  end
   return {
     network = network, prefix = prefix, cidr = text,
     gateway = network + 1,
     -- the network and broadcast addresses are never handed out
     first = network + 2, last = network + size - 2,
   }
+end
+
+--- IPv4 ranges no lab network may use.
+M.UNUSABLE4 = {}
+for _, r in ipairs {
+  { "0.0.0.0/8", "this network" }, { "127.0.0.0/8", "loopback" }, { "169.254.0.0/16", "link-local" },
+  { "224.0.0.0/4", "multicast" }, { "240.0.0.0/4", "reserved" },
+} do
+  local a, p = r[1]:match("^(.+)/(%d+)$")
+  M.UNUSABLE4[#M.UNUSABLE4 + 1] = { network = parse_ipv4(a), prefix = tonumber(p), cidr = r[1], what = r[2] }
 end
 
 local function in_use(leases)
@@ -217,6 +233,10 @@ function M.subnet6(text)
   end
   for i = 5, 8 do
     if g[i] ~= 0 then return nil, ("subnet `%s` has host bits set"):format(text) end
+  end
+  -- unique local (fc00::/7) or global unicast (2000::/3) only
+  if not (g[1] & 0xfe00 == 0xfc00 or g[1] & 0xe000 == 0x2000) then
+    return nil, ("subnet `%s` is neither unique local (fc00::/7) nor global unicast (2000::/3)"):format(text)
   end
   local prefix = { g[1], g[2], g[3], g[4] }
   return { prefix = prefix, cidr = M.format_ipv6 { g[1], g[2], g[3], g[4], 0, 0, 0, 0 } .. "/64",

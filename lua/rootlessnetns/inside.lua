@@ -82,7 +82,7 @@ local function child_main(netfd, plan, cmd, env, report, go, prepared)
   -- already; joining it moves the working directory to its root, so it
   -- is taken back by descriptor.  (Should the keeper have gone, setns
   -- changed nothing and the plan is applied here.)
-  local joined = prepared and core.setns(prepared.keeper:fileno(), core.CLONE_NEWNS)
+  local joined = prepared and core.setns(prepared.keeper, core.CLONE_NEWNS)
   if joined then
     core.chdir(prepared.cwd)
     log.debug("joined the prepared mount namespace (keeper %d)", prepared.pid)
@@ -121,11 +121,12 @@ local function child_main(netfd, plan, cmd, env, report, go, prepared)
   fail("exec", eerr, ecode)
 end
 
--- The keeper @k of the prepared mount namespace, by pidfd (never a
--- reused pid), and this process's working directory; nil when either is
--- gone (the child applies the plan itself then).
+-- The prepared mount namespace of keeper @k (opened, then the keeper's
+-- identity checked: never a reused pid's), and this process's working
+-- directory; nil when either is gone (the child applies the plan itself
+-- then).
 local function open_prepared(k)
-  local keeper = core.process(k.pid)
+  local keeper = core.open(("/proc/%d/ns/mnt"):format(k.pid), "r", nil, true)
   if not (keeper and core.alive(k.pid, k.starttime)) then
     if keeper then keeper:close() end
     return nil
@@ -170,7 +171,11 @@ function M.spawn(pin, cmd, env, plan, opts)
   end
   if pid == 0 then
     if go_w then go_w:close() end
-    child_main(netfd, plan, cmd, env, report, go_r, prepared)
+    -- A Lua error here must end this child, never unwind into the code
+    -- of the process it was forked from (a worker would report twice).
+    local ok, why = pcall(child_main, netfd, plan, cmd, env, report, go_r, prepared)
+    report:write(worker.encode(table.pack("setup", 0, "internal error: " .. tostring(ok and "returned" or why))))
+    core._exit(125)
   end
   netfd:close()
   if prepared then prepared.keeper:close(); prepared.cwd:close() end

@@ -215,6 +215,8 @@ function M.cleanup(ns)
   -- forwarder's maker is inside)
   require("rootlessnetns.prepared").drop(ns)
   require("rootlessnetns.ports").forget(ns, nil)
+  -- (the lab's connections go with it, and so do the names they gave)
+  require("rootlessnetns.lab.hosts").forget_all(ns)
   -- Only a live pin is a mount here; a plain file (a dead holder's) is just
   -- removed with the directory, and unmounting it outside a holder is EPERM.
   if core.nsfs(p.pin) then

@@ -203,7 +203,8 @@ function Lab:_exec_plan(connected, name)
   -- the names of the namespaces it shares a network with (rewritten in
   -- place: what runs sees the lab change)
   local etc_hosts = name and mounts.resolve_target("/etc/hosts")
-  if etc_hosts and core.lstat(hosts.path(self.ns, name)) then
+  local st = etc_hosts and core.lstat(hosts.path(self.ns, name))
+  if st and st.type == "file" then
     plan[#plan + 1] = { name = "hosts", source = hosts.path(self.ns, name), target = etc_hosts,
       options = "bind", optional = true }
   end
@@ -240,9 +241,9 @@ function Lab:exec(name, cmd, opts)
   for _, l in pairs(mine) do
     if l.connected then lease = l end
   end
-  if not core.lstat(hosts.path(self.ns, name)) then
-    hosts.refresh(self.ns, { name }, connections.members(state.read_leases(self.ns.paths)))
-  end
+  -- (what a cleanup, or damage, left of its names is made right)
+  hosts.refresh(self.ns, { name }, connections.members(core.nsfs(self.ns.paths.pin) == true
+    and state.read_leases(self.ns.paths) or { leases = {}, nets = {} }))
   if lease and lease.connected then
     -- its way out is the rootless netns's backend: restart it if it died
     local up, uerr = instance.get_or_create(self.ns, s.holder)
@@ -478,28 +479,32 @@ function Lab:_port_target(name)
   return s, ports.target(self.ns, name)
 end
 
---- Publish a port of named namespace @name on the host (as
--- Netns:publish).  It needs no connection: the forward's sockets are made
--- inside the namespace itself; it lives until `del`.
--- @treturn[1] table the port
+--- Publish ports of named namespace @name on the host (as
+-- Netns:publish: a spec or a list, all or none).  It needs no
+-- connection: the forward's sockets are made inside the namespace
+-- itself; it lives until `del`.
+-- @treturn[1] table the port (a list of them for a list)
 -- @return[2] nil, message, errno
 function Lab:publish(name, spec)
-  local port, perr, pcode = ports.parse(spec)
-  if not port then return nil, perr, pcode end
+  local list, perr, pcode = ports.parse_all(spec)
+  if not list then return nil, perr, pcode end
   local s <close>, t, code, stage, sig = self:_port_target(name)
   if not s then return nil, t, code, stage, sig end
-  return ports.publish(self.ns, t, s.holder, port)
+  local ok, err, ecode, estage, esig = ports.publish_all(self.ns, t, s.holder, list, true)
+  if not ok then return nil, err, ecode, estage, esig end
+  if type(spec) == "table" then return list end
+  return list[1]
 end
 
---- Stop publishing a port of named namespace @name.
--- @treturn[1] table the port that was published
+--- Stop publishing ports of named namespace @name (all or none).
+-- @treturn[1] true
 -- @return[2] nil, message, errno (ENOENT: not published)
 function Lab:unpublish(name, spec)
-  local port, perr, pcode = ports.parse(spec)
-  if not port then return nil, perr, pcode end
+  local list, perr, pcode = ports.parse_all(spec)
+  if not list then return nil, perr, pcode end
   local s <close>, t, code, stage, sig = self:_port_target(name)
   if not s then return nil, t, code, stage, sig end
-  return ports.unpublish(self.ns, t, s.holder, spec)
+  return ports.unpublish_all(self.ns, t, s.holder, list)
 end
 
 --- The published ports of named namespace @name; without @name, of
@@ -510,13 +515,13 @@ function Lab:ports(name)
   if name ~= nil then
     local s <close>, t, code, stage, sig = self:_port_target(name)
     if not s then return nil, t, code, stage, sig end
-    return ports.list(t)
+    return ports.list(t, true)
   end
   local s <close>, serr, scode, sstage, ssig = session.begin(self.ns, false)
   if not s then return nil, serr, scode, sstage, ssig end
   local out = {}
   for _, n in ipairs(ports.named_targets(self.ns)) do
-    for _, e in ipairs(ports.list(ports.target(self.ns, n))) do
+    for _, e in ipairs(ports.list(ports.target(self.ns, n), true)) do
       e.netns = n
       out[#out + 1] = e
     end

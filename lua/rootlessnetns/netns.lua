@@ -278,39 +278,44 @@ local function port_target(self)
   return s, ports.target(self)
 end
 
---- Publish a port of the rootless netns on the host, while everything
--- runs: `[HOSTIP:]HOSTPORT[:PORT][/tcp|/udp]` (HOSTIP 127.0.0.1 unless
--- given).  The forward lives as long as the namespace; it holds no
--- reference of its own.
--- @tparam string spec
--- @treturn[1] table the port {id, spec, proto, host_ip, host_port, inside_port}
+--- Publish ports of the rootless netns on the host, while everything
+-- runs: each `[HOSTIP:]HOSTPORT[:PORT][/tcp|/udp]` (HOSTIP 127.0.0.1
+-- unless given), all or none.  A forward lives as long as the namespace;
+-- it holds no reference of its own.
+-- @tparam string|table spec a spec, or a list of them
+-- @treturn[1] table the port {id, spec, proto, host_ip, host_port, inside_port} (a list of them for a list)
 -- @return[2] nil, message, errno (EEXIST, EADDRINUSE, EACCES, EINVAL, ENOENT)
 function Netns:publish(spec)
-  local port, perr, pcode = ports.parse(spec)
-  if not port then return nil, perr, pcode end
+  local list, perr, pcode = ports.parse_all(spec)
+  if not list then return nil, perr, pcode end
   local s <close>, t, code, stage, sig = port_target(self)
   if not s then return nil, t, code, stage, sig end
-  return ports.publish(self, t, s.holder, port)
+  local ok, err, ecode, estage, esig = ports.publish_all(self, t, s.holder, list, true)
+  if not ok then return nil, err, ecode, estage, esig end
+  if type(spec) == "table" then return list end
+  return list[1]
 end
 
---- Stop publishing a port (its host side: `8080`, `[::1]:8080/udp`).
--- Other forwards and their connections go on.
--- @treturn[1] table the port that was published
+--- Stop publishing ports (their host side: `8080`, `[::1]:8080/udp`),
+-- all or none.  Other forwards and their connections go on.
+-- @tparam string|table spec a spec, or a list of them
+-- @treturn[1] true
 -- @return[2] nil, message, errno (ENOENT: not published)
 function Netns:unpublish(spec)
-  local port, perr, pcode = ports.parse(spec)
-  if not port then return nil, perr, pcode end
+  local list, perr, pcode = ports.parse_all(spec)
+  if not list then return nil, perr, pcode end
   local s <close>, t, code, stage, sig = port_target(self)
   if not s then return nil, t, code, stage, sig end
-  return ports.unpublish(self, t, s.holder, spec)
+  return ports.unpublish_all(self, t, s.holder, list)
 end
 
---- The published ports of the rootless netns (none when it is down).
+--- The published ports of the rootless netns (none when it is down); a
+-- forward its forwarder has that no record names is removed.
 -- @treturn table list of {spec, proto, host_ip, host_port, inside_port, forwarding, connections}
 function Netns:ports()
   local s <close> = port_target(self)
   if not s then return {} end
-  return ports.list(ports.target(self))
+  return ports.list(ports.target(self), true)
 end
 
 --- What a status report says, as a table (stable keys, see the README).

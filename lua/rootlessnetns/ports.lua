@@ -62,7 +62,7 @@ local function ipv4(text)
 end
 
 local function ipv6(text)
-  return text:find(":", 1, true) ~= nil and text:match("^[%x:.]+$") ~= nil and #text <= 45
+  return require("rootlessnetns.addrpool").parse_ipv6(text) ~= nil
 end
 
 --- A port spec as a table, from `[HOSTIP:]HOSTPORT[:PORT][/tcp|/udp]`
@@ -81,6 +81,10 @@ function M.parse(spec)
     return nil, ("port spec `%s`: protocol `%s` is not tcp or udp"):format(spec, proto), errno.EINVAL
   end
   local host_ip, rest = body:match("^%[([^%]]*)%]:(.+)$")
+  if not host_ip and body:sub(1, 1) == "[" then
+    return nil, ("port spec `%s`: an IPv6 address in brackets is followed by `:HOSTPORT`, e.g. [::1]:8080:80")
+      :format(spec), errno.EINVAL
+  end
   if host_ip then
     if not ipv6(host_ip) then
       return nil, ("port spec `%s`: `%s` is not an IPv6 address"):format(spec, host_ip), errno.EINVAL
@@ -148,14 +152,21 @@ end
 
 --- The published ports of target @t (a damaged record is no ports, said once).
 function M.recorded(t)
-  local rec = state.read_json(t.record)
-  if rec == nil then return {} end
-  local out = {}
+  local rec, err = state.read_json(t.record)
+  if rec == nil then
+    if err and core.lstat(t.record) then log.warn("%s; its ports are forgotten", err) end
+    return {}
+  end
+  local out, seen = {}, {}
   if type(rec) == "table" and type(rec.ports) == "table" then
     for _, p in ipairs(rec.ports) do
       local parsed = fields_ok(p) and M.parse(("%s:%d:%d/%s"):format(
         p.host_ip:find(":", 1, true) and ("[" .. p.host_ip .. "]") or p.host_ip, p.host_port, p.inside_port, p.proto))
-      if parsed then out[#out + 1] = parsed end
+      -- (one host port, one forward: a repeated one is the first)
+      if parsed and not seen[parsed.id] then
+        out[#out + 1] = parsed
+        seen[parsed.id] = true
+      end
     end
     return out
   end
@@ -388,7 +399,14 @@ local function ensure(ns, t, h)
 end
 
 -- One request to the forwarder of @t, and its reply.
-local function request(t, req)
+-- (the reply is waited for in slices, so that a signal ends the wait)
+local REPLY_SLICE_MS = 20
+
+-- One request to the forwarder of @t, and its reply.  A signal of
+-- @signals ends the wait: nil, message, EINTR, "signal", signo.  With
+-- @no_wait, the request is only handed over (a forwarder that is stopped
+-- still takes it from its socket's queue when it goes on).
+local function request(t, req, signals, no_wait)
   local cjson = require "cjson.safe"
   local dirfd <close>, err = core.open(t.dir, "path")
   if not dirfd then return nil, err end
@@ -396,9 +414,22 @@ local function request(t, req)
   if not conn then return nil, "the port forwarder does not answer: " .. tostring(cerr) end
   local ok, werr = conn:write(cjson.encode(req))
   if not ok then return nil, "the port forwarder does not answer: " .. tostring(werr) end
-  local text, rerr = conn:recv(M.REPLY_TIMEOUT_MS)
+  if no_wait then return true end
+  local deadline = core.clock() + M.REPLY_TIMEOUT_MS / 1000
+  local text, rerr, rcode
+  repeat
+    text, rerr, rcode = conn:recv(REPLY_SLICE_MS)
+    if text or rcode ~= errno.ETIMEDOUT then break end
+    local sig = signals and signals:wait(0)
+    if sig then
+      return nil, ("interrupted by signal %d while waiting for the port forwarder"):format(sig), errno.EINTR,
+        "signal", sig
+    end
+  until core.clock() > deadline
   local reply = text and cjson.decode(text)
-  if type(reply) ~= "table" then return nil, "the port forwarder does not answer: " .. tostring(rerr or "no reply") end
+  if type(reply) ~= "table" then
+    return nil, "the port forwarder does not answer: " .. tostring(rerr or "no reply"), rcode or errno.EPIPE
+  end
   return reply
 end
 
@@ -424,19 +455,54 @@ function M.publish(ns, t, h, spec)
       :format(port.host_port, start_port, start_port, port.host_port), errno.EACCES
   end
   local list = M.recorded(t)
-  for _, p in ipairs(list) do
-    if p.id == port.id then
-      return nil, ("%s is already published (to port %d of %s); `rootlessnetns port rm %s` first")
-        :format(p.id, p.inside_port, target_text(t), p.id), errno.EEXIST
+  -- (on any target: one host port, one forward)
+  local names = { false }
+  for _, n in ipairs(M.named_targets(ns)) do names[#names + 1] = n end
+  for _, n in ipairs(names) do
+    local other = M.target(ns, n or nil)
+    for _, p in ipairs(other.key == t.key and list or M.recorded(other)) do
+      if p.id == port.id then
+        return nil, ("%s is already published (to port %d of %s); `rootlessnetns port rm%s %s` first")
+          :format(p.id, p.inside_port, target_text(other), other.name and (" --netns " .. other.name) or "", p.id),
+          errno.EEXIST
+      end
     end
   end
   local fwd, ferr = ensure(ns, t, h)
   if not fwd then return nil, ferr end
-  local reply, rerr = request(t, { op = "add", port = port })
-  if not reply then return nil, rerr end
+  -- Recorded before it is asked for, and taken back (record and request)
+  -- on any failure: an add that was interrupted, or that timed out with
+  -- the forwarder stopped, never leaves a port listening that no record
+  -- names.  (A forwarder that took it after all takes the `rm` next.)
+  list[#list + 1] = port
+  local ok, err = save(t, list)
+  if not ok then return nil, err end
+  local function undo()
+    list[#list] = nil
+    save(t, list)
+    request(t, { op = "rm", port = port }, nil, true)
+  end
+  local reply, rerr, rcode, rstage, rsig = request(t, { op = "add", port = port }, ns.signals)
+  if reply and not reply.ok and math.tointeger(reply.errno) == errno.EEXIST then
+    -- (a forward left by an earlier interrupted add: replaced)
+    request(t, { op = "rm", port = port }, ns.signals)
+    reply, rerr, rcode, rstage, rsig = request(t, { op = "add", port = port }, ns.signals)
+  end
+  if not reply then
+    undo()
+    return nil, rerr, rcode, rstage, rsig
+  end
   if not reply.ok then
+    list[#list] = nil
+    save(t, list)
     local code = math.tointeger(reply.errno)
     if code == errno.EADDRINUSE then
+      local ours = M.published_on(ns, port)
+      if ours then
+        return nil, ("host port %s is taken by the forward %s (of %s); the wildcard addresses `0.0.0.0` and "
+          .. "`[::]` take every address of their family (`[::]` IPv4 too)"):format(port.id, ours.port.spec,
+          target_text(ours.target)), code
+      end
       return nil, ("host port %s is in use by another program; choose another HOSTPORT"):format(port.id), code
     elseif code == errno.EADDRNOTAVAIL then
       return nil, ("%s: no interface of this host has the address %s"):format(port.spec, port.host_ip), code
@@ -446,31 +512,42 @@ function M.publish(ns, t, h, spec)
     end
     return nil, ("publish %s: %s"):format(port.spec, tostring(reply.error)), code
   end
-  list[#list + 1] = port
-  local ok, err = save(t, list)
-  if not ok then
-    request(t, { op = "rm", port = port })
-    return nil, err
-  end
   log.debug("published %s on %s", port.spec, t.key)
   return port
 end
 
---- Publish each of @list (parsed ports) on target @t, all or none: one
--- published alike already is kept as it is, one whose host port is
--- published otherwise is an error, and what this call published is
--- removed again when a later one fails.
+--- A forward of any target on the same host port and protocol as @port
+-- (another address of it), as {port, target}.
+function M.published_on(ns, port)
+  local names = { false }
+  for _, n in ipairs(M.named_targets(ns)) do names[#names + 1] = n end
+  for _, n in ipairs(names) do
+    local t = M.target(ns, n or nil)
+    for _, p in ipairs(M.recorded(t)) do
+      if p.host_port == port.host_port and p.proto == port.proto and p.id ~= port.id then
+        return { port = p, target = t }
+      end
+    end
+  end
+  return nil
+end
+
+--- Publish each of @list (parsed ports) on target @t, all or none: what
+-- this call published is removed again when a later one fails.  One
+-- published alike already is kept as it is (`setup --publish` may be
+-- repeated), unless @strict (`port add`: an error, as any port whose host
+-- port is published).
 -- @treturn[1] true
--- @return[2] nil, message, errno
-function M.publish_all(ns, t, h, list)
+-- @return[2] nil, message, errno[, stage, signal number]
+function M.publish_all(ns, t, h, list, strict)
   local have, done = {}, {}
   for _, p in ipairs(M.recorded(t)) do have[p.id] = p end
   for _, port in ipairs(list) do
-    if not (have[port.id] and have[port.id].spec == port.spec) then
-      local ok, err, code = M.publish(ns, t, h, port)
+    if strict or not (have[port.id] and have[port.id].spec == port.spec) then
+      local ok, err, code, stage, sig = M.publish(ns, t, h, port)
       if not ok then
         for _, d in ipairs(done) do M.unpublish(ns, t, h, d.id) end
-        return nil, err, code
+        return nil, err, code, stage, sig
       end
       done[#done + 1] = port
       have[port.id] = port
@@ -485,7 +562,8 @@ end
 -- @treturn[1] table the port that was published
 -- @return[2] nil, message, errno (ENOENT: not published)
 function M.unpublish(ns, t, h, spec)
-  local port, perr, pcode = M.parse(spec)
+  local port, perr, pcode = spec, nil, nil
+  if type(spec) ~= "table" then port, perr, pcode = M.parse(spec) end
   if not port then return nil, perr, pcode end
   local list = M.recorded(t)
   local found
@@ -508,21 +586,69 @@ function M.unpublish(ns, t, h, spec)
   return found
 end
 
+--- Stop publishing each of @list (parsed ports) on target @t, all or
+-- none: every one must be published, or nothing is removed.
+-- @treturn[1] true
+-- @return[2] nil, message, errno (ENOENT)
+function M.unpublish_all(ns, t, h, list)
+  local have = {}
+  for _, p in ipairs(M.recorded(t)) do have[p.id] = true end
+  for _, port in ipairs(list) do
+    if not have[port.id] then
+      return nil, ("%s is not published on %s (see `rootlessnetns port list`)"):format(port.id, target_text(t)),
+        errno.ENOENT
+    end
+  end
+  for _, port in ipairs(list) do
+    local ok, err, code = M.unpublish(ns, t, h, port)
+    if not ok then return nil, err, code end
+  end
+  return true
+end
+
+--- Parse a spec or a list of specs.
+-- @treturn[1] table list of ports
+-- @return[2] nil, message, EINVAL
+function M.parse_all(specs)
+  if type(specs) ~= "table" then specs = { specs } end
+  if #specs == 0 then return nil, "no port spec given", errno.EINVAL end
+  local out = {}
+  for i, spec in ipairs(specs) do
+    local port, err, code = M.parse(spec)
+    if not port then return nil, err, code end
+    out[i] = port
+  end
+  return out
+end
+
 --- The ports of target @t, each with its live counters when its
--- forwarder runs ({connections, accepted}).
-function M.list(t)
+-- forwarder runs ({forwarding, connections}).  With @reconcile (the lock
+-- held exclusively), a forward the forwarder has and no record names
+-- (left by a command killed mid-way, or a damaged record) is removed.
+function M.list(t, reconcile)
   local list = M.recorded(t)
   local live = {}
-  if #list > 0 and alive(t) then
+  if alive(t) then
     local reply = request(t, { op = "list" })
     for _, e in ipairs(reply and reply.ports or {}) do live[e.id] = e end
   end
-  local out = {}
+  local out, named = {}, {}
   for i, p in ipairs(list) do
-    local e = live[("%s:%d/%s"):format(p.host_ip, p.host_port, p.proto)]
+    local id = ("%s:%d/%s"):format(p.host_ip, p.host_port, p.proto)
+    named[id] = true
+    local e = live[id]
     out[i] = { spec = p.spec, proto = p.proto, host_ip = p.host_ip, host_port = p.host_port,
       inside_port = p.inside_port, forwarding = e ~= nil,
       connections = e and math.tointeger(e.connections) or 0 }
+  end
+  if reconcile then
+    for id, e in pairs(live) do
+      if not named[id] and type(e.host_ip) == "string" then
+        log.warn("the port forwarder of %s had %s, which no record names; removed it", target_text(t), id)
+        request(t, { op = "rm", port = { proto = e.proto, host_ip = e.host_ip, host_port = e.host_port,
+          inside_port = e.inside_port } })
+      end
+    end
   end
   return out
 end

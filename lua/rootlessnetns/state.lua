@@ -342,6 +342,7 @@ function M.read_leases(p)
   end
   local dropped = {}
   check_net(data, dropped, "")
+  if data.nets ~= nil and type(data.nets) ~= "table" then dropped[#dropped + 1] = "every network but default" end
   if type(data.nets) ~= "table" then data.nets = {} end
   for net, t in pairs(data.nets) do
     if type(net) ~= "string" or net == "default" or type(t) ~= "table" or type(t.leases) ~= "table" then

@@ -171,8 +171,9 @@ function M.try(args)
   local keeper = core.process(rec.keeper_pid)
   -- (by descriptor: its path may show something else in there)
   local cwd = core.open(".", "path")
-  local joined = keeper and core.alive(rec.keeper_pid, rec.keeper_starttime)
-    and core.setns(keeper:fileno(), core.CLONE_NEWUSER | core.CLONE_NEWNS)
+  local pidfd = keeper and keeper:fileno()
+  local joined = pidfd and core.alive(rec.keeper_pid, rec.keeper_starttime)
+    and core.setns(pidfd, core.CLONE_NEWUSER | core.CLONE_NEWNS)
   if keeper then keeper:close() end
   if not joined then
     -- (a failed setns changed nothing: the slow path takes over)

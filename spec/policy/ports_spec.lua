@@ -34,6 +34,8 @@ describe("a port spec", function()
       ["300.1.1.1:80:80"] = "`300.1.1.1` is not an IPv4 address",
       ["::1:8080:80"] = "an IPv6 address goes in brackets",
       ["[zz]:80"] = "`zz` is not an IPv6 address",
+      ["[:::::]:80"] = "`:::::` is not an IPv6 address",
+      ["[::1]8080"] = "is followed by `:HOSTPORT`",
       ["8080:80:90:100"] = "an IPv6 address goes in brackets",
     } do
       local p, err, code = ports.parse(text)

@@ -42,6 +42,14 @@ describe("lab networks", function()
       { { "network", "create", "x", "--subnet", "10.89.0.0/16" }, "overlaps network `" },
       { { "network", "create", "x", "--subnet", "10.0.2.0/24" }, "overlaps slirp4netns's network" },
       { { "network", "create", "x", "--subnet6", "fd00::/48" }, "not an IPv6 /64" },
+      { { "network", "create", "x", "--subnet", "127.0.0.0/24" }, "loopback" },
+      { { "network", "create", "x", "--subnet", "224.0.0.0/24" }, "multicast" },
+      { { "network", "create", "x", "--subnet6", "::/64" }, "neither unique local" },
+      { { "network", "create", "x", "--subnet6", "fe80::/64" }, "neither unique local" },
+      { { "network", "create", "x", "--subnet6", "ff02::/64" }, "neither unique local" },
+      { { "network", "create", "x", "--subnet6", "fd00::/64" }, "slirp4netns's own IPv6 network" },
+      { { "network", "create", "Front" }, "invalid network name" },
+      { { "network", "create", "a-" }, "invalid network name" },
       { { "network", "create", "no.dots" }, "invalid network name" },
       { { "network", "rm", "default" }, "cannot be removed" },
       { { "network", "rm", "nope" }, "no network `nope`" },
@@ -73,6 +81,16 @@ describe("lab networks", function()
     assert.is_false(st.up)
   end)
 
+  userns_it("never overlap the running bridge, though the config says otherwise now", function()
+    ok { "netns", "add", "db" }
+    ok { "netns", "connect", "db" }
+    local cfg = helper.tmpdir() .. "/config.lua"
+    helper.write(cfg, 'return { connect = { subnet = "10.89.7.0/24" } }')
+    local code, _, err = cli { "--config", cfg, "network", "create", "zz", "--subnet", "10.89.0.0/24" }
+    assert.equal(125, code)
+    assert.matches("overlaps the running bridge rlnsbr0 %(10%.89%.0%.0/24%)", err)
+  end)
+
   userns_it("put a namespace on several networks: eth0, eth1, one default route", function()
     ok { "network", "create", "front" }
     ok { "network", "create", "back", "--internal" }
@@ -90,9 +108,13 @@ describe("lab networks", function()
     _, routes = exec("router", "ip route show default")
     assert.matches("^default via 10%.89%.0%.1 dev eth2", routes)
     -- its route out moves on when it goes
+    _, routes = exec("router", "ip -6 route show default")
+    assert.matches("^default via " .. c.gateway6:gsub("%p", "%%%0") .. " dev eth2", routes)
     ok { "netns", "disconnect", "router", "--network", "default" }
     _, routes = exec("router", "ip route show default")
     assert.matches("^default via " .. b.gateway:gsub("%p", "%%%0") .. " dev eth1", routes)
+    _, routes = exec("router", "ip -6 route show default")
+    assert.matches("^default via " .. b.gateway6:gsub("%p", "%%%0") .. " dev eth1", routes)
     local entry = cjson.decode((ok { "netns", "list", "--json" }))[1]
     assert.same({ "back", "front" }, (function()
       local n = {}
@@ -170,6 +192,24 @@ describe("lab networks", function()
     local _, hosts = exec("a", "cat /etc/hosts")
     assert.is_nil(hosts:find("c.default", 1, true))
     assert.matches("a%.default a", hosts)
+    -- a namespace on no network names nobody
+    local _, lonely = exec("c", "cat /etc/hosts")
+    assert.is_nil(lonely:find("a.default", 1, true))
+    -- damage: a symlink where a hosts file goes is replaced, never followed
+    local victim = helper.tmpdir() .. "/victim"
+    helper.write(victim, "victim\n")
+    local file = fx.xdg .. "/rootlessnetns/hosts/c"
+    core.unlink(file)
+    assert(core.symlink(victim, file))
+    ok { "netns", "connect", "c" }
+    local _, fresh = exec("c", "cat /etc/hosts")
+    assert.matches("c%.default c", fresh)
+    assert.equal("victim\n", helper.read(victim))
+    -- cleanup takes the names with it: a namespace made afresh has none
+    ok { "cleanup" }
+    ok { "netns", "add", "a" }
+    local _, after = exec("a", "cat /etc/hosts")
+    assert.is_nil(after:find("default", 1, true), after)
   end)
 
   userns_it("--rate limits the link; --delay is refused, naming the module, where netem is missing", function()

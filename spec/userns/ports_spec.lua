@@ -189,6 +189,28 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
       assert.is_true(host_listening(a) and host_listening(b))
     end)
 
+    userns_it("a signal ends the wait for a stopped forwarder, and the port it was asked for never opens",
+      function()
+      local a, b = free_port(), free_port()
+      ok { "port", "add", a .. ":80" }
+      local record = fx.xdg .. "/rootlessnetns/ports/rootless-netns.forwarder"
+      local pid, st = require("rootlessnetns.state").read_identity(record)
+      assert(core.kill(pid, st, core.SIGSTOP))
+      local proc = cli({ "port", "add", b .. ":80" }, { wait = false })
+      core.sleep(700)
+      proc:kill(core.SIGINT)
+      local how, code = proc:wait(3000)
+      assert(core.kill(pid, st, core.SIGCONT))
+      assert.same({ "exited", 130 }, { how, code })
+      -- the forwarder takes the queued add, then the rm that undoes it
+      core.sleep(500)
+      assert.is_false(host_listening(b))
+      local list = require("cjson").decode((ok { "port", "list", "--json" }))
+      assert.equal(1, #list)
+      ok { "port", "add", b .. ":80" }
+      assert.is_true(host_listening(b))
+    end)
+
     userns_it("the last teardown and cleanup leave no listening socket", function()
       local a, b = free_port(), free_port()
       ok { "port", "add", a .. ":80", b .. ":53/udp" }
@@ -211,10 +233,13 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
       assert.truthy(helper.eventually(function() return host_listening(taken) end))
       local port = free_port()
       ok { "port", "add", port .. ":80" }
+      ok { "netns", "add", "web" }
       local cases = {
         { { "port", "add", taken .. ":80" }, "host port 127%.0%.0%.1:" .. taken .. "/tcp is in use" },
         { { "port", "add", "--netns", "nope", "8080" }, "no namespace `nope`" },
         { { "port", "add", port .. ":81" }, "127%.0%.0%.1:" .. port .. "/tcp is already published %(to port 80" },
+        { { "port", "add", "--netns", "web", port .. ":81" },
+          "already published %(to port 80 of the rootless netns%); `rootlessnetns port rm " },
         { { "port", "add", "80:80:80:80" }, "IPv6 address goes in brackets" },
         { { "port", "add", "8080/sctp" }, "protocol `sctp`" },
         { { "port", "rm", "9" }, "127%.0%.0%.1:9/tcp is not published" },
@@ -231,6 +256,14 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
       end
       local list = require("cjson").decode((ok { "port", "list", "--json" }))
       assert.equal(1, #list, "a failed add left a port behind")
+      -- several at once: all or none
+      local fresh = free_port()
+      local code = cli { "port", "add", fresh .. ":80", port .. ":80" }
+      assert.equal(125, code)
+      assert.is_false(host_listening(fresh), "the first of a failed `port add A B` stayed")
+      code = cli { "port", "rm", tostring(port), "9" }
+      assert.equal(125, code)
+      assert.is_true(host_listening(port), "the first of a failed `port rm A B` went")
     end)
   end)
 end

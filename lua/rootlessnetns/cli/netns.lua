@@ -29,8 +29,14 @@ function handlers.list(l, opts)
   local rows = {}
   for _, e in ipairs(entries) do
     local where = e.elsewhere and ("elsewhere (userns = %s)"):format(e.elsewhere == "own" and "auto" or e.elsewhere)
+    -- (every network's address: the default one first)
+    local addresses, nets = {}, {}
+    for net in pairs(e.networks or {}) do if net ~= "default" then nets[#nets + 1] = net end end
+    table.sort(nets)
+    if e.networks and e.networks.default then table.insert(nets, 1, "default") end
+    for _, net in ipairs(nets) do addresses[#addresses + 1] = e.networks[net].address end
     rows[#rows + 1] = { e.name, e.live and "live" or where or "stale",
-      e.address or "-", #e.pids > 0 and table.concat(e.pids, ",") or "-" }
+      #addresses > 0 and table.concat(addresses, ",") or "-", #e.pids > 0 and table.concat(e.pids, ",") or "-" }
   end
   output.table({ "NAME", "STATE", "ADDRESS", "PROCESSES" }, rows)
   return 0

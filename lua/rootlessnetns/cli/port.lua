@@ -11,14 +11,14 @@ end
 
 local handlers = {}
 
---- `port add SPEC...`: publish each, printing its full spec.
+--- `port add SPEC...`: publish them all (or none), printing each full spec.
 function handlers.add(ns, opts)
   local l = opts.netns and require("rootlessnetns.lab").new(ns)
-  for _, spec in ipairs(specs(opts.spec)) do
-    local port, err, code, stage, signo
-    if l then port, err, code, stage, signo = l:publish(opts.netns, spec)
-    else port, err, code, stage, signo = ns:publish(spec) end
-    if not port then return exit.of_failure(err, code, stage, signo) end
+  local list, err, code, stage, signo
+  if l then list, err, code, stage, signo = l:publish(opts.netns, specs(opts.spec))
+  else list, err, code, stage, signo = ns:publish(specs(opts.spec)) end
+  if not list then return exit.of_failure(err, code, stage, signo) end
+  for _, port in ipairs(list) do
     if opts.json then
       output.json(output.with_nulls({ spec = port.spec, netns = opts.netns }, { netns = true }))
     else
@@ -28,15 +28,13 @@ function handlers.add(ns, opts)
   return 0
 end
 
---- `port rm SPEC...`: stop publishing each.
+--- `port rm SPEC...`: stop publishing them all (or none).
 function handlers.rm(ns, opts)
   local l = opts.netns and require("rootlessnetns.lab").new(ns)
-  for _, spec in ipairs(specs(opts.spec)) do
-    local port, err, code, stage, signo
-    if l then port, err, code, stage, signo = l:unpublish(opts.netns, spec)
-    else port, err, code, stage, signo = ns:unpublish(spec) end
-    if not port then return exit.of_failure(err, code, stage, signo) end
-  end
+  local ok, err, code, stage, signo
+  if l then ok, err, code, stage, signo = l:unpublish(opts.netns, specs(opts.spec))
+  else ok, err, code, stage, signo = ns:unpublish(specs(opts.spec)) end
+  if not ok then return exit.of_failure(err, code, stage, signo) end
   return 0
 end
 

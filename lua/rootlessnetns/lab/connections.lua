@@ -172,6 +172,7 @@ end
 --- The bridge of network @n, forwarding, and the rules of every network
 -- (idempotent: run on every connect, so a half-made bridge is completed).
 -- @treturn[1] boolean the rootless netns has a way out over IPv6
+-- @treturn[1] boolean the bridge was made here
 -- @return[2] nil, message
 local function ensure_bridge(ns, n)
   local pin = ns.paths.pin
@@ -187,11 +188,14 @@ local function ensure_bridge(ns, n)
   if not res then return nil, "enable forwarding in the rootless netns: " .. tostring(err) end
   if not res.exists then
     local ok, berr = ip_batch(pin, text.bridge(ns.cfg.connect, n))
-    if not ok then return nil, "create the bridge: " .. berr end
+    if not ok then
+      ip_batch(pin, { "link del " .. n.bridge })
+      return nil, "create the bridge: " .. berr
+    end
   end
   local ok, nerr = M.run_in(pin, { "nft", "-f", "-" }, text.rules(all))
   if not ok then return nil, "masquerade: " .. nerr end
-  return res.route6
+  return res.route6, not res.exists
 end
 
 --- Check that the backend's own network stays out of network @n's
@@ -344,9 +348,10 @@ function M.connect(ns, name, pin, n, up, opts)
   if not ok then return give_up(err) end
   core.fault_point("connect-reserved")
 
-  local route6
-  route6, err = ensure_bridge(ns, n)
+  local route6, made
+  route6, made = ensure_bridge(ns, n)
   ok = route6 ~= nil
+  if not ok then err = made end
   if ok then
     local peer
     peer, err = core.open(pin, "r")
@@ -383,7 +388,11 @@ function M.connect(ns, name, pin, n, up, opts)
     ok, err = state.write_leases(p, data)
   end
   if not ok then
-    M.repair(ns, { quiet = true })
+    local left = M.repair(ns, { quiet = true })
+    -- a bridge made for this connection alone goes with it
+    if made == true and not next(state.net_leases(left, n.name).leases) then
+      ip_batch(p.pin, { "link del " .. n.bridge })
+    end
     return give_up(("connect `%s` to `%s`: %s"):format(name, n.name, err))
   end
   M.refresh_hosts(ns, data)
@@ -415,8 +424,11 @@ function M.disconnect(ns, name, net, pin)
       errno.ENOENT
   end
   -- the route out moves to what is left, when it was on what goes
-  local had_default = false
-  for _, lease in ipairs(gone) do had_default = had_default or lease.default_route == true end
+  local had_default, had_default6 = false, false
+  for _, lease in ipairs(gone) do
+    had_default = had_default or lease.default_route == true
+    had_default6 = had_default6 or lease.default_route6 == true
+  end
   local heir
   if had_default then
     local left = M.leases_of(data, name)
@@ -426,7 +438,10 @@ function M.disconnect(ns, name, net, pin)
     for _, n in ipairs(names) do
       if not left[n].internal and left[n].connected then heir = left[n] break end
     end
-    if heir then heir.default_route = true end
+    if heir then
+      heir.default_route = true
+      heir.default_route6 = had_default6 and heir.address6 ~= nil and heir.gateway6 ~= nil or nil
+    end
   end
   -- the record goes first: a disconnect killed after it leaves a veth
   -- that no lease names, which the next repair removes
@@ -440,7 +455,11 @@ function M.disconnect(ns, name, net, pin)
   local dok, derr = ip_batch(p.pin, lines)
   if not dok then log.warn("disconnect `%s`: %s", name, derr) end
   if heir and pin then
-    local rok, rerr = ip_batch(pin, { ("route replace default via %s dev %s"):format(heir.gateway, heir.interface) })
+    local routes = { ("route replace default via %s dev %s"):format(heir.gateway, heir.interface) }
+    if heir.default_route6 then
+      routes[#routes + 1] = ("route replace default via %s dev %s"):format(heir.gateway6, heir.interface)
+    end
+    local rok, rerr = ip_batch(pin, routes)
     if not rok then log.warn("default route of `%s` via `%s`: %s", name, heir.network, rerr) end
   end
   M.refresh_hosts(ns, data)

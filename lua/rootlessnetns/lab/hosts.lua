@@ -29,6 +29,8 @@ function M.text(name, members)
     nets[#nets + 1] = net
     if m[name] then mine[net] = true end
   end
+  -- (on no network, it reaches nobody)
+  if not next(mine) then return M.HEADER end
   table.sort(nets)
   local plain = {}
   for _, pass in ipairs { "shared", "any" } do
@@ -56,8 +58,13 @@ function M.text(name, members)
 end
 
 --- Write @text into @path in place (truncate and write the same inode:
--- a bind mount of it shows the new text at once).
+-- a bind mount of it shows the new text at once).  Anything but a plain
+-- file there (a symlink, a directory: damage) is replaced, never followed.
 local function write_in_place(path, text)
+  local st = core.lstat(path)
+  if st and st.type ~= "file" then
+    core.rmtree(path)
+  end
   local f, err = core.open(path, "w", PRIVATE_FILE)
   if not f then return nil, err end
   local ok, werr = f:write(text)
@@ -79,6 +86,9 @@ function M.refresh(ns, names, members)
 end
 
 --- Forget the hosts file of @name.
-function M.forget(ns, name) core.unlink(M.path(ns, name)) end
+function M.forget(ns, name) core.rmtree(M.path(ns, name)) end
+
+--- Forget every hosts file (the lab's connections are gone).
+function M.forget_all(ns) core.rmtree(ns.paths.base .. "/hosts") end
 
 return M

@@ -19,6 +19,7 @@ M.DEFAULT = "default"
 -- network's is the config's `connect.bridge`).
 M.BRIDGE_PREFIX = "rlnsbr"
 M.NAME_MAX = 32
+M.SLIRP6 = "fd00::/64"
 --- Where subnets are picked from when none is given: 10.89.N.0/24.
 M.AUTO_SUBNETS = { first = "10.89.1.0/24", count = 254 }
 
@@ -27,9 +28,9 @@ M.AUTO_SUBNETS = { first = "10.89.1.0/24", count = 254 }
 -- @treturn[1] string name
 -- @return[2] nil, message
 function M.check_name(name)
-  if type(name) ~= "string" or not name:match("^%a[%w-]*$") or #name > M.NAME_MAX then
-    return nil, ("invalid network name `%s`: a letter, then letters, digits or `-`, at most %d"):format(
-      tostring(name), M.NAME_MAX)
+  if type(name) ~= "string" or not name:match("^%l[%l%d-]*$") or name:sub(-1) == "-" or #name > M.NAME_MAX then
+    return nil, ("invalid network name `%s`: a lowercase letter, then lowercase letters, digits or `-` (not "
+      .. "last), at most %d (it ends host names: NAME.NETWORK)"):format(tostring(name), M.NAME_MAX)
   end
   return name
 end
@@ -98,6 +99,17 @@ local function overlap(ns, nets, sub, except)
     local other = name ~= except and addrpool.network(n.subnet)
     if other and addrpool.overlaps(sub, other) then return ("network `%s` (%s)"):format(name, n.subnet) end
   end
+  -- the bridges that run now (the default one may serve the subnet of
+  -- an older config until nothing is connected to it)
+  local data = state.read_leases(ns.paths)
+  local running = { data }
+  for _, t in pairs(data.nets or {}) do running[#running + 1] = t end
+  for _, t in ipairs(running) do
+    local live = next(t.leases or {}) and addrpool.network(t.subnet)
+    if live and addrpool.overlaps(sub, live) then
+      return ("the running bridge %s (%s)"):format(tostring(t.bridge), t.subnet)
+    end
+  end
   local slirp_cidr = ns.cfg.slirp4netns and ns.cfg.slirp4netns.cidr or "10.0.2.0/24"
   local slirp = addrpool.network(slirp_cidr)
   if slirp and addrpool.overlaps(sub, slirp) then return "slirp4netns's network " .. slirp_cidr end
@@ -148,6 +160,10 @@ function M.create(ns, name, opts)
     if n.subnet6 == net6.cidr then
       return nil, ("--subnet6 %s is network `%s`'s"):format(net6.cidr, other), errno.EINVAL
     end
+  end
+  -- (slirp4netns's own IPv6 network)
+  if net6.cidr == M.SLIRP6 and ns.cfg.backend ~= "pasta" then
+    return nil, ("--subnet6 %s is slirp4netns's own IPv6 network"):format(net6.cidr), errno.EINVAL
   end
   local n = { name = name, subnet = subnet, subnet6 = net6.cidr, internal = opts.internal == true,
     bridge = free_bridge(nets), created = os.time() }
