@@ -409,7 +409,7 @@ describe("lab up and down, on a fake lab", function()
     assert(l:add("web"))
     local ok, err = apply.up(l, TWO_TIER, { id = "spec" })
     assert.is_nil(ok)
-    assert.equal("lab: namespace `web` exists and is not this lab's (`rootlessnetns netns del web`, or rename "
+    assert.equal("namespace `web` exists and is not this lab's (`rootlessnetns netns del web`, or rename "
       .. "the node)", err)
     assert(l:network_create("front", {}))
     assert(l:del("web"))

@@ -92,8 +92,8 @@ end
 local Failure = {}
 
 local function fail(what, err, code, stage, sig)
-  error(setmetatable({ msg = ("%s: %s"):format(what, tostring(err)), code = code, stage = stage, sig = sig },
-    Failure), 0)
+  local msg = what and ("%s: %s"):format(what, tostring(err)) or tostring(err)
+  error(setmetatable({ msg = msg, code = code, stage = stage, sig = sig }, Failure), 0)
 end
 
 local function must(what, v, err, code, stage, sig)
@@ -124,11 +124,11 @@ end
 local function want_of(topo, file)
   if type(topo) == "string" then
     local t, err = topology.load(topo)
-    if not t then fail("lab", err, errno.EINVAL) end
+    if not t then fail(nil, err, errno.EINVAL) end
     return t
   end
   local t, err = topology.validate(topo)
-  if not t then fail("lab", ("topology `%s`: %s"):format(file or "(table)", err), errno.EINVAL) end
+  if not t then fail(nil, ("topology `%s`: %s"):format(file or "(table)", err), errno.EINVAL) end
   return t
 end
 
@@ -162,8 +162,8 @@ local function up(l, topo, rec, file)
   local changes = {}
   local function did(fmt, ...) changes[#changes + 1] = fmt:format(...) end
   local live = live_state(l)
-  local nplan = must("lab", topology.network_plan(want, data, live.networks))
-  local dplan = must("lab", topology.node_plan(want, data, live.list))
+  local nplan = must(nil, topology.network_plan(want, data, live.networks))
+  local dplan = must(nil, topology.node_plan(want, data, live.list))
   local by_name, relinked = {}, {}
   for _, e in ipairs(live.list) do by_name[e.name] = e end
 
