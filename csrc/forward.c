@@ -274,6 +274,7 @@ enum kind {
 
 struct forward {
 	struct forward *next;
+	uint32_t key; /* names it in epoll events */
 	char *id;
 	int udp;
 	int fd; /* listener or host UDP socket; -1 once removed */
@@ -336,6 +337,7 @@ struct forwarder {
 	uint32_t gen;
 	int qhead, qtail; /* requests waiting for room on the maker socket */
 	int maker_out;
+	uint32_t next_key;
 	long long now;
 	long long pause_until;
 	long long next_sweep;
@@ -343,10 +345,12 @@ struct forwarder {
 	int hash[HASH_BUCKETS];
 };
 
+/* epoll data: a forward's key, or a connection's generation and slot,
+ * above the kind in the low 3 bits */
 static uint64_t
-ev_ptr(void *p, enum kind k)
+ev_of(uint32_t key, enum kind k)
 {
-	return (uint64_t)(uintptr_t)p | (uint64_t)k;
+	return (uint64_t)key << 32 | (uint64_t)k;
 }
 
 static uint64_t
@@ -417,7 +421,7 @@ conn_new(struct forwarder *f, struct forward *fw, int udp)
 
 		if (cap > MAX_SLOTS)
 			cap = MAX_SLOTS;
-		slots = realloc(f->slots, sizeof *slots * (size_t)cap);
+		slots = realloc(f->slots, sizeof(struct conn *) * (size_t)cap);
 		if (!slots)
 			return NULL;
 		f->slots = slots;
@@ -459,7 +463,7 @@ flow_hash(const struct forward *fw, const union fwd_addr *a)
 	const unsigned char *p;
 	size_t n;
 	uint32_t h = 2166136261u;
-	uintptr_t key = (uintptr_t)fw;
+	uint32_t key = fw->key;
 
 	for (size_t i = 0; i < sizeof key; i++)
 		h = (h ^ (unsigned char)(key >> (8 * i))) * 16777619u;
@@ -615,7 +619,7 @@ request(struct forwarder *f, struct conn *c)
 	f->qtail = c->slot;
 	if (!f->maker_out) {
 		f->maker_out = 1;
-		ep_mod(f, f->maker, EPOLLIN | EPOLLOUT, ev_ptr(NULL, K_MAKER));
+		ep_mod(f, f->maker, EPOLLIN | EPOLLOUT, ev_of(0, K_MAKER));
 	}
 }
 
@@ -634,7 +638,7 @@ flush_requests(struct forwarder *f)
 		c->qnext = -1;
 	}
 	f->maker_out = 0;
-	ep_mod(f, f->maker, EPOLLIN, ev_ptr(NULL, K_MAKER));
+	ep_mod(f, f->maker, EPOLLIN, ev_of(0, K_MAKER));
 }
 
 /* Stop accepting on every listener for a moment (EMFILE, a full table). */
@@ -644,7 +648,7 @@ pause_accepting(struct forwarder *f)
 	for (struct forward *fw = f->fws; fw; fw = fw->next) {
 		if (fw->udp || fw->paused)
 			continue;
-		ep_mod(f, fw->fd, 0, ev_ptr(fw, K_LISTEN));
+		ep_mod(f, fw->fd, 0, ev_of(fw->key, K_LISTEN));
 		fw->paused = 1;
 	}
 	f->pause_until = f->now + ACCEPT_PAUSE_MS;
@@ -656,7 +660,7 @@ resume_accepting(struct forwarder *f)
 	for (struct forward *fw = f->fws; fw; fw = fw->next) {
 		if (!fw->paused)
 			continue;
-		ep_mod(f, fw->fd, EPOLLIN, ev_ptr(fw, K_LISTEN));
+		ep_mod(f, fw->fd, EPOLLIN, ev_of(fw->key, K_LISTEN));
 		fw->paused = 0;
 	}
 	f->pause_until = 0;
@@ -779,10 +783,11 @@ pump(struct dir *d)
 	return 0;
 }
 
+/* Pump the directions in @which (bit 0: client->inside, bit 1: back). */
 static void
-relay(struct forwarder *f, struct conn *c)
+relay(struct forwarder *f, struct conn *c, unsigned which)
 {
-	if (pump(&c->d[0]) < 0 || pump(&c->d[1]) < 0) {
+	if (((which & 1) && pump(&c->d[0]) < 0) || ((which & 2) && pump(&c->d[1]) < 0)) {
 		conn_free(f, c, 1);
 		return;
 	}
@@ -804,14 +809,24 @@ start_relay(struct forwarder *f, struct conn *c)
 	c->d[0].src = c->d[1].dst = c->client;
 	c->d[0].dst = c->d[1].src = c->inside;
 	c->state = S_RELAY;
-	relay(f, c);
+	relay(f, c, 3);
 }
 
 static void
 on_tcp_event(struct forwarder *f, struct conn *c, enum kind k, uint32_t events)
 {
 	if (c->state == S_RELAY) {
-		relay(f, c);
+		/* a direction waits only for its source's EPOLLIN or its
+		 * destination's EPOLLOUT: the other one is left alone */
+		unsigned in = k == K_CLIENT ? 1 : 2, out = k == K_CLIENT ? 2 : 1, which = 0;
+
+		if (events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP))
+			which = 3;
+		if (events & EPOLLIN)
+			which |= in;
+		if (events & EPOLLOUT)
+			which |= out;
+		relay(f, c, which);
 	} else if (c->state == S_CONNECTING && k == K_INSIDE &&
 		   (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
 		int err = 0;
@@ -1119,7 +1134,7 @@ l_forwarder(lua_State *L)
 		forwarder_release(f);
 		return rlns_pushfail(L, err, "epoll_create1");
 	}
-	if (ep_add(f, f->maker, EPOLLIN, ev_ptr(NULL, K_MAKER)) < 0) {
+	if (ep_add(f, f->maker, EPOLLIN, ev_of(0, K_MAKER)) < 0) {
 		int err = errno;
 
 		forwarder_release(f);
@@ -1302,20 +1317,21 @@ forwarder_add(lua_State *L)
 		return rlns_pushfail(L, ENOMEM, "forward `%s`", id);
 	}
 	fw->udp = udp;
+	fw->key = ++f->next_key;
 	fw->host = host;
 	fw->has_inside_ip = inside_ip != NULL;
 	fw->inside = inside;
 	fw->inside_port = (int)inside_port;
 	fw->udp_idle_ms = idle;
 	fw->fd = steal_fd(&fd);
-	if (ep_add(f, fw->fd, EPOLLIN, ev_ptr(fw, udp ? K_UDP : K_LISTEN)) < 0) {
+	if (ep_add(f, fw->fd, EPOLLIN, ev_of(fw->key, udp ? K_UDP : K_LISTEN)) < 0) {
 		int err = errno;
 
 		forward_free(fw);
 		return rlns_pushfail(L, err, "epoll_ctl");
 	}
 	if (f->pause_until && !udp) {
-		ep_mod(f, fw->fd, 0, ev_ptr(fw, K_LISTEN));
+		ep_mod(f, fw->fd, 0, ev_of(fw->key, K_LISTEN));
 		fw->paused = 1;
 	}
 	fw->next = f->fws;
@@ -1439,10 +1455,16 @@ dispatch(struct forwarder *f, const struct epoll_event *ev, int sigfd, int *woke
 		on_maker(f, ev->events);
 		break;
 	case K_LISTEN:
-		on_listen(f, (struct forward *)(uintptr_t)(u & ~(uint64_t)7));
-		break;
 	case K_UDP:
-		on_udp_host(f, (struct forward *)(uintptr_t)(u & ~(uint64_t)7));
+		for (struct forward *fw = f->fws; fw; fw = fw->next) {
+			if (fw->key != (uint32_t)(u >> 32))
+				continue;
+			if (k == K_LISTEN)
+				on_listen(f, fw);
+			else
+				on_udp_host(f, fw);
+			break;
+		}
 		break;
 	case K_CLIENT:
 	case K_INSIDE:
@@ -1540,9 +1562,9 @@ forwarder_run(lua_State *L)
 	rlns_checknargs(L, 4);
 	if (f->gone)
 		return rlns_pushfail(L, EPIPE, "the socket maker is gone");
-	if (wake >= 0 && ep_add(f, wake, EPOLLIN, ev_ptr(NULL, K_WAKE)) < 0)
+	if (wake >= 0 && ep_add(f, wake, EPOLLIN, ev_of(0, K_WAKE)) < 0)
 		return rlns_pushfail(L, errno, "epoll_ctl wake fd %d", wake);
-	if (sigfd >= 0 && ep_add(f, sigfd, EPOLLIN, ev_ptr(NULL, K_SIGNAL)) < 0) {
+	if (sigfd >= 0 && ep_add(f, sigfd, EPOLLIN, ev_of(0, K_SIGNAL)) < 0) {
 		err = errno;
 		if (wake >= 0)
 			(void)epoll_ctl(f->ep, EPOLL_CTL_DEL, wake, NULL);

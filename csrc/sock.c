@@ -238,6 +238,8 @@ checkaddr(lua_State *L, int ip_idx, int port_idx, struct sockaddr_storage *ss, s
 	const char *ip = luaL_checkstring(L, ip_idx);
 	lua_Integer port = luaL_optinteger(L, port_idx, 0);
 
+	memset(ss, 0, sizeof *ss);
+	*len = 0;
 	luaL_argcheck(L, port >= 0 && port <= 65535, port_idx, "port out of range");
 	if (rlns_parse_addr(ip, (int)port, ss, len) < 0)
 		return luaL_argerror(L, ip_idx, lua_pushfstring(L, "invalid address `%s`", ip));

@@ -149,4 +149,115 @@ function M.overlaps(a, b)
   return lo_a <= hi_b and lo_b <= hi_a
 end
 
+-- ------------------------------------------------------------ IPv6
+
+--- The eight 16-bit groups of an IPv6 address (no prefix, no zone), or nil.
+function M.parse_ipv6(text)
+  if type(text) ~= "string" or not text:match("^[%x:]+$") or #text > 39 then return nil end
+  local head, tail = text:match("^(.-)::(.*)$")
+  if head and (head:find("::", 1, true) or tail:find("::", 1, true)) then return nil end
+  local function groups(part)
+    local out = {}
+    if part == "" then return out end
+    for g in (part .. ":"):gmatch("([^:]*):") do
+      if not g:match("^%x%x?%x?%x?$") then return nil end
+      out[#out + 1] = tonumber(g, 16)
+    end
+    return out
+  end
+  local a, b
+  if head then a, b = groups(head), groups(tail) else a, b = groups(text), {} end
+  if not (a and b) then return nil end
+  if (head and #a + #b > 7) or (not head and #a ~= 8) then return nil end
+  local out = {}
+  for i = 1, #a do out[i] = a[i] end
+  for _ = 1, 8 - #a - #b do out[#out + 1] = 0 end
+  for i = 1, #b do out[#out + 1] = b[i] end
+  return out
+end
+
+--- Eight 16-bit groups as IPv6 text, as `ip` prints it (RFC 5952: the
+-- longest run of two or more zero groups is `::`).
+function M.format_ipv6(g)
+  local best, best_len, i = nil, 1, 1
+  while i <= 8 do
+    if g[i] == 0 then
+      local j = i
+      while j + 1 <= 8 and g[j + 1] == 0 do j = j + 1 end
+      if j - i + 1 > best_len then best, best_len = i, j - i + 1 end
+      i = j + 1
+    else
+      i = i + 1
+    end
+  end
+  local function hex(from, to)
+    local out = {}
+    for k = from, to do out[#out + 1] = ("%x"):format(g[k]) end
+    return table.concat(out, ":")
+  end
+  if not best then return hex(1, 8) end
+  return hex(1, best - 1) .. "::" .. hex(best + best_len, 8)
+end
+
+--- An address of the /64 whose first four groups are @prefix, with
+-- interface identifier @host (an integer below 2^32), as text.
+function M.format_ipv6_host(prefix, host)
+  return M.format_ipv6 { prefix[1], prefix[2], prefix[3], prefix[4], 0, 0, host >> 16 & 0xffff, host & 0xffff }
+end
+
+--- Parse "X:X:X:X::/64" as a lab network's IPv6 subnet (a /64 only: one
+-- address per IPv4 host, the same host number).
+-- @treturn[1] table {prefix = {g1..g4}, cidr, gateway}
+-- @return[2] nil, message
+function M.subnet6(text)
+  local addr, plen = (type(text) == "string" and text or ""):match("^([%x:]+)/(%d+)$")
+  local g = M.parse_ipv6(addr)
+  if not g or plen ~= "64" then
+    return nil, ("`%s` is not an IPv6 /64 subnet (X:X:X:X::/64)"):format(tostring(text))
+  end
+  for i = 5, 8 do
+    if g[i] ~= 0 then return nil, ("subnet `%s` has host bits set"):format(text) end
+  end
+  local prefix = { g[1], g[2], g[3], g[4] }
+  return { prefix = prefix, cidr = M.format_ipv6 { g[1], g[2], g[3], g[4], 0, 0, 0, 0 } .. "/64",
+    gateway = M.format_ipv6_host(prefix, 1) }
+end
+
+--- A unique local /64 (fd00::/8) for the network @name: stable, the same
+-- name gives the same subnet (its 40-bit global ID is a hash of @name).
+function M.ula(name)
+  local h = 0xcbf29ce484222325
+  for i = 1, #name do h = ((h ~ name:byte(i)) * 0x100000001b3) & 0xffffffffffffffff end
+  local id = h >> 24 -- 40 bits
+  return M.subnet6(("fd%02x:%x:%x::/64"):format(id >> 32 & 0xff, id >> 16 & 0xffff, id & 0xffff))
+end
+
+--- The IPv6 address of the host whose IPv4 address is @addr4 in @net:
+-- the same host number in @net6.
+function M.ipv6_of(net, net6, addr4)
+  return M.format_ipv6_host(net6.prefix, parse_ipv4(addr4) - net.network)
+end
+
+--- Check an address asked for with --ip6: inside @net6, not the
+-- gateway, not leased to another name.
+-- @treturn[1] string the address
+-- @return[2] nil, message
+function M.check_requested6(net6, leases, text)
+  local g = M.parse_ipv6(text)
+  if not g then return nil, ("--ip6 `%s` is not an IPv6 address"):format(tostring(text)) end
+  for i = 1, 4 do
+    if g[i] ~= net6.prefix[i] then return nil, ("--ip6 `%s` is outside %s"):format(text, net6.cidr) end
+  end
+  if g[5] ~= 0 or g[6] ~= 0 or (g[7] == 0 and g[8] <= 1) then
+    return nil, ("--ip6 `%s`: the interface identifier must be from ::2 to ::ffff:ffff"):format(text)
+  end
+  local addr = M.format_ipv6_host(net6.prefix, g[7] << 16 | g[8])
+  for name, lease in pairs(leases) do
+    if type(lease) == "table" and lease.address6 == addr then
+      return nil, ("--ip6 `%s` is already leased to `%s`"):format(text, name)
+    end
+  end
+  return addr
+end
+
 return M

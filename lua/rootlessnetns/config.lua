@@ -35,6 +35,7 @@ function M.defaults()
     log_level = nil,
     connect = {                -- `netns connect`: the bridge in the rootless netns
       subnet = "10.89.0.0/24", -- the bridge takes .1, namespaces the others
+      subnet6 = nil,           -- an IPv6 /64; default: a ULA stable per network name
       bridge = "rlnsbr0",
       interface = "eth0",      -- the namespace's end of its veth pair
       mtu = nil,               -- default: the kernel's (1500)
@@ -161,6 +162,11 @@ local function subnet(v)
   if not ok then return "must be an IPv4 subnet from /8 to /29: " .. err end
 end
 
+local function subnet6(v)
+  local ok, err = require("rootlessnetns.addrpool").subnet6(v)
+  if not ok then return "must be an IPv6 /64: " .. err end
+end
+
 local function ifname(v)
   if #v < 1 or #v > 15 or not v:match("^[%w_.-]+$") or v == "." or v == ".." then
     return "must be an interface name: 1 to 15 letters, digits, `_`, `.` or `-`"
@@ -205,6 +211,7 @@ M.schema = {
     types = { "table" },
     fields = {
       subnet = { types = { "string" }, check = subnet },
+      subnet6 = { types = { "string" }, check = subnet6 },
       bridge = { types = { "string" }, check = ifname },
       interface = { types = { "string" }, check = ifname },
       mtu = { types = { "number" }, check = integer_between(68, 65520) },

@@ -20,8 +20,10 @@
 -- repair of what an interrupted connect left), rootlessnetns.lab.text
 -- (the ip and nft text, pure).
 local core = require "rootlessnetns"
-local addrpool = require "rootlessnetns.addrpool"
 local connections = require "rootlessnetns.lab.connections"
+local hosts = require "rootlessnetns.lab.hosts"
+local networks = require "rootlessnetns.lab.networks"
+local shaping = require "rootlessnetns.lab.shaping"
 local inside = require "rootlessnetns.inside"
 local instance = require "rootlessnetns.instance"
 local log = require "rootlessnetns.log"
@@ -158,7 +160,7 @@ function Lab:list()
   local s <close>, serr, scode, sstage, ssig = session.begin(self.ns, false)
   if not s then return nil, serr, scode, sstage, ssig end
   local h = s.holder
-  local leases = h and connections.repair(self.ns, { clean_up = true }) or {}
+  local data = h and connections.repair(self.ns, { clean_up = true }) or { leases = {}, nets = {} }
   local out, live_pins = {}, {}
   local recorded = core.listdir(self.ns.paths.names) or {}
   table.sort(recorded)
@@ -166,7 +168,11 @@ function Lab:list()
     -- (a write killed half way leaves a temporary file, which is no name)
     if M.check_name(name) then
       local ours, live = self:_lookup(name, h)
-      local lease = ours and live and leases[name]
+      local mine = ours and live and connections.leases_of(data, name) or {}
+      local lease = mine[networks.DEFAULT]
+      local on = {}
+      for net, l in pairs(mine) do on[net] = { address = l.address .. "/" .. l.prefix, interface = l.interface,
+        address6 = l.address6 and (l.address6 .. "/64") or nil } end
       out[#out + 1] = {
         name = name,
         path = self:_pin(name),
@@ -174,6 +180,7 @@ function Lab:list()
         address = lease and (lease.address .. "/" .. lease.prefix) or nil,
         -- made in another holder (userns): not stale, just not seen from here
         elsewhere = ours == nil and self:_owner(name) or nil,
+        networks = on,
         ports = {},
       }
       for i, p in ipairs(ports.recorded(ports.target(self.ns, name))) do out[#out].ports[i] = p.spec end
@@ -188,11 +195,18 @@ end
 --- The mount plan of a command in a named namespace: a sysfs of its own
 -- (so /sys/class/net shows its interfaces, as `ip netns exec` does) and,
 -- when connected, the rootless netns's resolv.conf.
-function Lab:_exec_plan(connected)
+function Lab:_exec_plan(connected, name)
   local plan = {
     { name = "sysfs", source = "sysfs", target = "/sys", fstype = "sysfs",
       options = "nosuid,nodev,noexec", optional = true },
   }
+  -- the names of the namespaces it shares a network with (rewritten in
+  -- place: what runs sees the lab change)
+  local etc_hosts = name and mounts.resolve_target("/etc/hosts")
+  if etc_hosts and core.lstat(hosts.path(self.ns, name)) then
+    plan[#plan + 1] = { name = "hosts", source = hosts.path(self.ns, name), target = etc_hosts,
+      options = "bind", optional = true }
+  end
   local target = connected and mounts.resolve_target("/etc/resolv.conf")
   if target then
     plan[#plan + 1] = { name = "resolv.conf", source = self.ns.paths.resolv, target = target,
@@ -220,7 +234,15 @@ function Lab:exec(name, cmd, opts)
     if ours then return stale(name) end
     return not_found(name)
   end
-  local lease = core.nsfs(self.ns.paths.pin) == true and state.read_leases(self.ns.paths).leases[name] or nil
+  local mine = core.nsfs(self.ns.paths.pin) == true and connections.leases_of(state.read_leases(self.ns.paths), name)
+    or {}
+  local lease
+  for _, l in pairs(mine) do
+    if l.connected then lease = l end
+  end
+  if not core.lstat(hosts.path(self.ns, name)) then
+    hosts.refresh(self.ns, { name }, connections.members(state.read_leases(self.ns.paths)))
+  end
   if lease and lease.connected then
     -- its way out is the rootless netns's backend: restart it if it died
     local up, uerr = instance.get_or_create(self.ns, s.holder)
@@ -229,7 +251,7 @@ function Lab:exec(name, cmd, opts)
   local argv, aerr, acode = inside.resolve_command(cmd)
   if not argv then return nil, aerr, acode, "exec" end
   local connected = lease ~= nil and lease.connected == true
-  local proc, report, code = inside.spawn(self:_pin(name), argv, opts.env, self:_exec_plan(connected))
+  local proc, report, code = inside.spawn(self:_pin(name), argv, opts.env, self:_exec_plan(connected, name))
   -- (the namespace lives until `netns del`, which refuses while it runs)
   s:unlock()
   if not proc then return nil, report, code end
@@ -261,9 +283,9 @@ function Lab:del(name, opts)
     if #running > 0 and not names.kill_inside(pin) then
       return nil, ("namespace `%s`: processes inside survived SIGKILL"):format(name), errno.EBUSY
     end
-    local leases = connections.repair(self.ns, { clean_up = true })
-    if leases[name] then
-      ok, err = connections.disconnect(self.ns, name)
+    local data = connections.repair(self.ns, { clean_up = true })
+    if next(connections.leases_of(data, name)) then
+      ok, err = connections.disconnect(self.ns, name, nil)
       if not ok then return nil, err end
     end
   end
@@ -282,6 +304,7 @@ function Lab:del(name, opts)
   end
   if not ok then return nil, err end
   core.unlink(self:_record(name))
+  hosts.forget(self.ns, name)
   log.debug("deleted namespace `%s`", name)
   return true
 end
@@ -291,16 +314,21 @@ end
 -- With `opts.publish` (port specs), those ports of it are published too,
 -- all or none (they need no connection: see Lab:publish).
 -- @tparam string name the namespace
--- @tparam[opt] table opts {ip = "A.B.C.D[/P]", publish = {SPEC...}}
--- @treturn[1] table lease {name, address, prefix, gateway, interface, host_interface, bridge}
+-- @tparam[opt] table opts {network = NET (default "default"), ip = "A.B.C.D[/P]", ip6 = ADDR,
+--   default_route = bool, rate = "10mbit", delay = "20ms", jitter = "5ms", loss = "1%", publish = {SPEC...}}
+-- @treturn[1] table lease {name, network, address, prefix, gateway, address6, gateway6, interface,
+--   host_interface, bridge, default_route, shape}
 -- @return[2] nil, message, errno
 function Lab:connect(name, opts)
   opts = opts or {}
   local ok, err = names.check_name(name)
   if not ok then return nil, err, errno.EINVAL end
-  local net, nerr = addrpool.subnet(self.cfg.connect.subnet)
-  if not net then return nil, "connect.subnet: " .. nerr, errno.EINVAL end
+  local shape, sherr, shcode = shaping.check(opts)
+  if sherr then return nil, sherr, shcode end
   local s <close>, serr, scode, sstage, ssig = session.begin(self.ns, false)
+  if not s then return nil, serr, scode, sstage, ssig end
+  local net, nerr, ncode = networks.get(self.ns, opts.network)
+  if not net then return nil, nerr, ncode end
   if not s then return nil, serr, scode, sstage, ssig end
   local ours, live, lcode = self:_lookup(name, s.holder)
   if ours == nil then return nil, live, lcode end
@@ -323,7 +351,8 @@ function Lab:connect(name, opts)
     local pok, perr, pcode = ports.publish_all(self.ns, t, s.holder, publish)
     if not pok then return nil, perr, pcode end
   end
-  local lease, lerr2, lcode2 = connections.connect(self.ns, name, self:_pin(name), net, up, opts.ip)
+  local lease, lerr2, lcode2 = connections.connect(self.ns, name, self:_pin(name), net, up,
+    { ip = opts.ip, ip6 = opts.ip6, default_route = opts.default_route, shape = shape })
   if not lease then
     for _, p in ipairs(publish) do
       if not before[p.id] then ports.unpublish(self.ns, t, s.holder, p.id) end
@@ -332,10 +361,14 @@ function Lab:connect(name, opts)
   return lease, lerr2, lcode2
 end
 
---- Disconnect a named namespace from the bridge.
+--- Disconnect a named namespace from network `opts.network` (every
+-- network when nil).
+-- @tparam string name the namespace
+-- @tparam[opt] table opts {network = NET}
 -- @treturn[1] true
 -- @return[2] nil, message, errno (ENOENT: not connected)
-function Lab:disconnect(name)
+function Lab:disconnect(name, opts)
+  opts = opts or {}
   local ok, err = M.check_name(name)
   if not ok then return nil, err, errno.EINVAL end
   local s <close>, serr, scode, sstage, ssig = session.begin(self.ns, false)
@@ -344,11 +377,87 @@ function Lab:disconnect(name)
   local ours, lerr, lcode = self:_lookup(name, h)
   if ours == nil then return nil, lerr, lcode end
   if not ours then return not_found(name) end
-  local leases = h and connections.repair(self.ns, { clean_up = true }) or {}
-  if not leases[name] then
+  if opts.network ~= nil then
+    local net, nerr, ncode = networks.get(self.ns, opts.network)
+    if not net then return nil, nerr, ncode end
+  end
+  local data = h and connections.repair(self.ns, { clean_up = true }) or { leases = {}, nets = {} }
+  if not next(connections.leases_of(data, name)) then
     return nil, ("namespace `%s` is not connected"):format(name), errno.ENOENT
   end
-  return connections.disconnect(self.ns, name)
+  return connections.disconnect(self.ns, name, opts.network, self:_pin(name))
+end
+
+-- ------------------------------------------------------------- networks
+
+--- Create a network: a bridge in the rootless netns (made at the first
+-- connect), an IPv4 subnet (the next free 10.89.N.0/24 unless given) and
+-- an IPv6 /64 (a ULA stable per name unless given).
+-- @tparam string name
+-- @tparam[opt] table opts {subnet = CIDR, subnet6 = CIDR, internal = bool (no way out)}
+-- @treturn[1] table the network {name, subnet, subnet6, internal, bridge}
+-- @return[2] nil, message, errno (EEXIST, EINVAL)
+function Lab:network_create(name, opts)
+  local s <close>, serr, scode, sstage, ssig = session.begin(self.ns, false)
+  if not s then return nil, serr, scode, sstage, ssig end
+  return networks.create(self.ns, name, opts)
+end
+
+--- The networks, `default` first, each with the namespaces on it.
+-- @treturn table list of {name, subnet, subnet6, internal, bridge, members = {NAME...}}
+function Lab:networks()
+  local s <close>, serr, scode, sstage, ssig = session.begin(self.ns, false)
+  if not s then return nil, serr, scode, sstage, ssig end
+  local members = connections.members(s.holder and core.nsfs(self.ns.paths.pin) and state.read_leases(self.ns.paths)
+    or { leases = {}, nets = {} })
+  local out = {}
+  for name, n in pairs(networks.all(self.ns)) do
+    local m = {}
+    for member in pairs(members[name] or {}) do m[#m + 1] = member end
+    table.sort(m)
+    out[#out + 1] = { name = name, subnet = n.subnet, subnet6 = n.subnet6, internal = n.internal, bridge = n.bridge,
+      members = m }
+  end
+  local function key(n) return (n.name == networks.DEFAULT and "0" or "1") .. n.name end
+  table.sort(out, function(a, b) return key(a) < key(b) end)
+  return out
+end
+
+--- Remove a network: refused while namespaces are on it, unless
+-- `opts.force` (they are disconnected from it first).
+-- @treturn[1] true
+-- @return[2] nil, message, errno (EBUSY, ENOENT, EINVAL)
+function Lab:network_rm(name, opts)
+  opts = opts or {}
+  local s <close>, serr, scode, sstage, ssig = session.begin(self.ns, false)
+  if not s then return nil, serr, scode, sstage, ssig end
+  if name == networks.DEFAULT then
+    return nil, "the network `default` is the config's `connect`; it cannot be removed", errno.EINVAL
+  end
+  local n, nerr, ncode = networks.get(self.ns, name)
+  if not n then return nil, nerr, ncode end
+  local live = s.holder and core.nsfs(self.ns.paths.pin)
+  if live then
+    local data = connections.repair(self.ns)
+    local on = {}
+    for member in pairs(connections.members(data)[name] or {}) do on[#on + 1] = member end
+    table.sort(on)
+    if #on > 0 and not opts.force then
+      return nil, ("network `%s` has %d namespace%s on it (%s); disconnect them or use --force"):format(name, #on,
+        #on == 1 and "" or "s", table.concat(on, ", ")), errno.EBUSY
+    end
+    for _, member in ipairs(on) do
+      local ok, err = connections.disconnect(self.ns, member, name, self:_pin(member))
+      if not ok then return nil, err end
+    end
+    if core.nsfs(self.ns.paths.pin) then
+      connections.run_in(self.ns.paths.pin, { "ip", "link", "del", n.bridge })
+      data = state.read_leases(self.ns.paths)
+      if data.nets then data.nets[name] = nil end
+      state.write_leases(self.ns.paths, data)
+    end
+  end
+  return networks.forget(self.ns, name)
 end
 
 -- The live named namespace @name, for a port command: the session and
@@ -429,7 +538,7 @@ function M.status(l, topology, opts) return require("rootlessnetns.lab.apply").s
 
 -- (a Lab shares its Netns handle's way in: a worker, or in-process)
 require("rootlessnetns.worker").wrap(Lab, { "add", "list", "exec", "del", "connect", "disconnect",
-  "publish", "unpublish", "ports" },
+  "publish", "unpublish", "ports", "network_create", "networks", "network_rm" },
   function(self) return self.ns end)
 
 return M

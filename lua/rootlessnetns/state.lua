@@ -304,41 +304,80 @@ local function checked_lease(lease, subnet)
   local prefix = type(subnet) == "string" and math.tointeger(tonumber(subnet:match("/(%d+)$") or ""))
   if not (lease.prefix and lease.prefix >= 8 and lease.prefix <= 30) then lease.prefix = prefix or nil end
   if not (lease.index and lease.index >= 0) or not lease.prefix or not ipv4(lease.gateway) then return nil end
-  for _, key in ipairs { "interface", "host_interface", "bridge" } do
+  for _, key in ipairs { "interface", "host_interface", "bridge", "network", "address6", "gateway6" } do
     if lease[key] ~= nil and type(lease[key]) ~= "string" then return nil end
   end
+  if lease.shape ~= nil and type(lease.shape) ~= "table" then lease.shape = nil end
   lease.connected = lease.connected == true
   return lease
 end
 
+-- Drop the damaged leases of one network's table @t (its `subnet` tells
+-- what a lease's prefix is); their names go into @dropped.
+local function check_net(t, dropped, label)
+  for name, lease in pairs(t.leases) do
+    if type(name) ~= "string" or not checked_lease(lease, t.subnet) then
+      t.leases[name] = nil
+      dropped[#dropped + 1] = label .. tostring(name)
+    end
+  end
+  if t.subnet ~= nil and type(t.subnet) ~= "string" then t.subnet = nil end
+  if t.bridge ~= nil and type(t.bridge) ~= "string" then t.bridge = nil end
+  if t.last ~= nil and not ipv4(t.last) then t.last = nil end
+end
+
 --- The address leases of `netns connect` (they live in the rootless
--- netns's directory: its veths and bridge go when it goes).  A missing
+-- netns's directory: its veths and bridges go when it goes).  A missing
 -- file is no lease; a damaged one is reported and counts as none, and the
 -- next connect or disconnect removes the interfaces it no longer names.
+-- The network `default`'s table is the file's top level (as it always
+-- was); each other network's is under `nets`, in the same shape.
 -- @treturn table {last = address|nil, subnet = cidr|nil, bridge = name|nil,
---   leases = {name = lease}}
+--   leases = {name = lease}, nets = {network = {last, subnet, bridge, leases}}}
 -- @treturn string|nil what was wrong with the file
 function M.read_leases(p)
   local data, err = M.read_json(p.leases)
   if type(data) ~= "table" or type(data.leases) ~= "table" then
-    return { leases = {} }, err or (data and ("`%s`: no `leases` table; counting none"):format(p.leases))
+    return { leases = {}, nets = {} }, err or (data and ("`%s`: no `leases` table; counting none"):format(p.leases))
   end
   local dropped = {}
-  for name, lease in pairs(data.leases) do
-    if type(name) ~= "string" or not checked_lease(lease, data.subnet) then
-      data.leases[name] = nil
-      dropped[#dropped + 1] = tostring(name)
+  check_net(data, dropped, "")
+  if type(data.nets) ~= "table" then data.nets = {} end
+  for net, t in pairs(data.nets) do
+    if type(net) ~= "string" or net == "default" or type(t) ~= "table" or type(t.leases) ~= "table" then
+      data.nets[net] = nil
+      dropped[#dropped + 1] = "network " .. tostring(net)
+    else
+      check_net(t, dropped, net .. "/")
     end
   end
-  if data.subnet ~= nil and type(data.subnet) ~= "string" then data.subnet = nil end
-  if data.bridge ~= nil and type(data.bridge) ~= "string" then data.bridge = nil end
-  if data.last ~= nil and not ipv4(data.last) then data.last = nil end
   if #dropped > 0 then
     table.sort(dropped)
     return data, ("`%s`: the lease of %s is damaged; dropped (its interfaces are removed)")
       :format(p.leases, table.concat(dropped, ", "))
   end
   return data
+end
+
+--- The leases table of network @net in @data (made when missing): the
+-- top level for `default`.
+function M.net_leases(data, net)
+  if net == nil or net == "default" then return data end
+  data.nets = data.nets or {}
+  data.nets[net] = data.nets[net] or { leases = {} }
+  return data.nets[net]
+end
+
+--- Every lease in @data, as a list of {net, name, lease}, sorted.
+function M.each_lease(data)
+  local out = {}
+  local function add(net, t)
+    for name, lease in pairs(t.leases or {}) do out[#out + 1] = { net = net, name = name, lease = lease } end
+  end
+  add("default", data)
+  for net, t in pairs(data.nets or {}) do add(net, t) end
+  table.sort(out, function(a, b) return a.net == b.net and a.name < b.name or a.net < b.net end)
+  return out
 end
 
 --- Write the lab's address leases (leases.json) atomically.
@@ -350,8 +389,8 @@ end
 -- killed half way holds none; its lease is repaired away).
 function M.connections(p)
   local n = 0
-  for _, lease in pairs(M.read_leases(p).leases) do
-    if lease.connected == true then n = n + 1 end
+  for _, e in ipairs(M.each_lease(M.read_leases(p))) do
+    if e.lease.connected == true then n = n + 1 end
   end
   return n
 end

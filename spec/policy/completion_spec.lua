@@ -40,7 +40,8 @@ describe("bash completion", function()
   local bash_it = have_bash and it or pending
 
   bash_it("completes commands, subcommands and option values without bash-completion", function()
-    assert.same({ "netns" }, bash_complete("rootlessnetns net"))
+    assert.same({ "netns", "network" }, bash_complete("rootlessnetns net"))
+    assert.same({ "netns" }, bash_complete("rootlessnetns netn"))
     assert.same({ "del", "disconnect" }, bash_complete("rootlessnetns netns d"))
     assert.same({ "slirp4netns" }, bash_complete("rootlessnetns --backend s"))
     assert.same({ "--nets" }, bash_complete("rootlessnetns setup --n"))

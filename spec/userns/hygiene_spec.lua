@@ -171,11 +171,12 @@ describe("output", function()
       return cjson.decode(out)
     end
     assert.same({ "name", "path" }, keys(json("netns", "add", "web", "--json")))
-    assert.same({ "address", "bridge", "gateway", "host_interface", "index", "interface", "name", "prefix" },
-      keys(json("netns", "connect", "web", "--json")))
+    assert.same({ "address", "address6", "bridge", "default_route", "gateway", "gateway6", "host_interface", "index",
+      "interface", "name", "network", "prefix", "shape" }, keys(json("netns", "connect", "web", "--json")))
     local entries = json("netns", "list", "--json")
     assert.equal(1, #entries)
-    assert.same({ "address", "elsewhere", "live", "name", "path", "pids", "ports" }, keys(entries[1]))
+    assert.same({ "address", "elsewhere", "live", "name", "networks", "path", "pids", "ports" }, keys(entries[1]))
+    assert.same({ "address", "address6", "interface" }, keys(entries[1].networks.default))
     assert.same({ "connected", "name" }, keys(json("netns", "disconnect", "web", "--json")))
     assert.same({ "deleted", "name" }, keys(json("netns", "del", "web", "--json")))
     -- an empty list is a JSON list

@@ -137,7 +137,7 @@ describe("named namespaces", function()
     assert.equal(24, la.prefix)
     assert.equal("10.89.0.1", la.gateway)
     local out = ok { "netns", "connect", "b", "--ip", "10.89.0.77/24" }
-    assert.equal("b: 10.89.0.77/24 on rlnsbr0 (gateway 10.89.0.1)\n", out)
+    assert.equal("b: 10.89.0.77/24 fdeb:ada5:1686::4d/64 on rlnsbr0 (gateway 10.89.0.1)\n", out)
     local names = by_name()
     assert.equal("10.89.0.2/24", names.a.address)
     assert.equal("10.89.0.77/24", names.b.address)

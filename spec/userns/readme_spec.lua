@@ -4,7 +4,8 @@
 -- the printed one by shape.
 --
 -- Shape: numbers within words (addresses, times, counts in a list, the
--- uid in /run/user/N), pids and IPv6 addresses stand for any, runs of
+-- uid in /run/user/N), pids, ports after an address and IPv6 addresses
+-- stand for any, runs of
 -- blanks for any; everything else must be as printed, a bare number (an
 -- exit status) included.  A line "..." stands for any number of lines.  The
 -- `doctor` output depends on the host: its check names must be printed in
@@ -64,10 +65,13 @@ end
 local PID_BEFORE = { pid = true, holder = true }
 
 local function shape(line)
-  local words = {}
+  local words, previous = {}, nil
   for word in line:gmatch("%S+") do
-    -- a bare number is literal (an exit status, a count), but a pid is any
-    if not word:match("^%d+$") or PID_BEFORE[words[#words]] then
+    -- a bare number is literal (an exit status, a count), but a pid is
+    -- any, and so is a port after an address (the kernel picks it)
+    local after_address = previous and previous:match("^%d+%.%d+%.%d+%.%d+$")
+    previous = word
+    if not word:match("^%d+$") or PID_BEFORE[words[#words]] or after_address then
       -- IPv6 addresses (with a prefix length or not) stand for any
       word = word:gsub("[%x]*:[%x:]*:[%x:]*", "<ip6>")
       word = word:gsub("%d+", "9")

@@ -18,6 +18,7 @@ local M = {}
 
 local JSON = { flag = "--json", help = "Print JSON." }
 local NAME = { name = "name", help = "The namespace.", complete = "netns" }
+local NETWORK = { flag = "--network", help = "The network (default: `default`).", value = "NET" }
 local PUBLISH = { flag = "--publish", help = "Publish a port: [HOSTIP:]HOSTPORT[:PORT][/tcp|/udp] (repeatable).",
   value = "SPEC", count = "*" }
 local PORT_NETNS = { flag = "--netns", help = "A named namespace's ports (default: the rootless netns's).",
@@ -65,11 +66,36 @@ M.COMMANDS = {
         tail = "command", fast = true },
       { name = "del", summary = "Delete a namespace (disconnected first).", args = { NAME },
         options = { { flag = "--force", help = "Kill the processes still inside first." }, JSON } },
-      { name = "connect", summary = "Plug NAME into the bridge in the rootless netns.", args = { NAME },
-        options = { { flag = "--ip", help = "Its address (default: the next free one).", value = "ADDR[/PREFIX]" },
+      { name = "connect", summary = "Plug NAME into a network (default: `default`) in the rootless netns.",
+        args = { NAME },
+        options = { NETWORK,
+          { flag = "--ip", help = "Its address (default: the next free one).", value = "ADDR[/PREFIX]" },
+          { flag = "--ip6", help = "Its IPv6 address (default: the IPv4 host number in the /64).", value = "ADDR" },
+          { flag = "--default-route", help = "Route out through this network (default: the first with a way out)." },
+          { flag = "--no-default-route", help = "Never route out through this network." },
+          { flag = "--rate", help = "Shape the link to RATE each way (tbf), e.g. 10mbit.", value = "RATE" },
+          { flag = "--delay", help = "Delay each way (netem), e.g. 20ms.", value = "TIME" },
+          { flag = "--jitter", help = "Jitter around --delay (netem).", value = "TIME" },
+          { flag = "--loss", help = "Lose this share of packets (netem), e.g. 1%.", value = "PERCENT" },
           PUBLISH, JSON } },
-      { name = "disconnect", summary = "Unplug NAME; its address and reference go.", args = { NAME },
-        options = { JSON } },
+      { name = "disconnect", summary = "Unplug NAME (from every network, or --network's); its addresses and "
+        .. "references go.", args = { NAME },
+        options = { NETWORK, JSON } },
+    } },
+  { name = "network", summary = "The lab's networks: bridges in the rootless netns (IPv4 and IPv6).",
+    handler = "network",
+    commands = {
+      { name = "create", summary = "Make a network (subnets: the next free /24, a ULA /64).",
+        args = { { name = "name", help = "Its name." } },
+        options = {
+          { flag = "--subnet", help = "Its IPv4 subnet.", value = "CIDR" },
+          { flag = "--subnet6", help = "Its IPv6 /64.", value = "CIDR" },
+          { flag = "--internal", help = "No way out: its namespaces reach each other only." },
+          JSON } },
+      { name = "list", summary = "The networks and the namespaces on each.", options = { JSON } },
+      { name = "rm", summary = "Remove a network (refused while namespaces are on it).",
+        args = { { name = "name", help = "The network.", complete = "network" } },
+        options = { { flag = "--force", help = "Disconnect its namespaces first." }, JSON } },
     } },
   { name = "port", summary = "Published ports: a host address forwarded to a port inside.", handler = "port",
     commands = {

@@ -53,20 +53,27 @@ end
 function handlers.connect(l, opts)
   local publish = opts.publish
   if type(publish) == "string" then publish = { publish } end
-  local lease, err, code, stage, signo = l:connect(opts.name, { ip = opts.ip, publish = publish })
+  if opts.default_route and opts.no_default_route then
+    return exit.die("netns connect: --default-route and --no-default-route contradict each other")
+  end
+  local default_route
+  if opts.default_route then default_route = true elseif opts.no_default_route then default_route = false end
+  local lease, err, code, stage, signo = l:connect(opts.name, { network = opts.network, ip = opts.ip,
+    ip6 = opts.ip6, default_route = default_route, rate = opts.rate, delay = opts.delay, jitter = opts.jitter,
+    loss = opts.loss, publish = publish })
   if not lease then return exit.of_failure(err, code, stage, signo) end
   if opts.json then
-    output.json(lease)
+    output.json(output.with_nulls(lease, { address6 = true, gateway6 = true, shape = true }))
   else
-    io.stdout:write(("%s: %s/%d on %s (gateway %s)\n"):format(lease.name, lease.address, lease.prefix,
-      lease.bridge, lease.gateway))
+    io.stdout:write(("%s: %s/%d%s on %s (gateway %s)\n"):format(lease.name, lease.address, lease.prefix,
+      lease.address6 and (" " .. lease.address6 .. "/64") or "", lease.bridge, lease.gateway))
   end
   return 0
 end
 
 --- `netns disconnect NAME [--json]`: silent unless --json.
 function handlers.disconnect(l, opts)
-  local ok, err, code, stage, signo = l:disconnect(opts.name)
+  local ok, err, code, stage, signo = l:disconnect(opts.name, { network = opts.network })
   if not ok then return exit.of_failure(err, code, stage, signo) end
   if opts.json then output.json { name = opts.name, connected = false } end
   return 0

@@ -1,7 +1,9 @@
---- How a named namespace is connected to the rootless netns: a bridge
--- inside the rootless netns, a veth pair per connection, an address from
--- the bridge's subnet, a default route via the bridge, forwarding and
--- masquerading.
+--- How a named namespace is connected to a network of the lab: the
+-- network's bridge inside the rootless netns, a veth pair per connection
+-- (`eth0`, `eth1`, ... inside), an IPv4 address from the network's subnet
+-- and the IPv6 one with the same host number, the default route of the
+-- first network with a way out (or the one asked for), forwarding and
+-- masquerading (IPv4 and IPv6), shaping, and the names in /etc/hosts.
 --
 -- Each connection is a reference to the rootless netns, like a `run`'s: a
 -- record (the lease), reserved before any interface exists and marked
@@ -16,6 +18,9 @@ local instance = require "rootlessnetns.instance"
 local log = require "rootlessnetns.log"
 local refs = require "rootlessnetns.refs"
 local state = require "rootlessnetns.state"
+local hosts = require "rootlessnetns.lab.hosts"
+local networks = require "rootlessnetns.lab.networks"
+local shaping = require "rootlessnetns.lab.shaping"
 local text = require "rootlessnetns.lab.text"
 
 local errno = core.errno
@@ -59,27 +64,28 @@ local PEER_FD, PEER_PATH = 3, "/proc/self/fd/3"
 
 --- Remove what interrupted connects left: leases that never completed,
 -- and host-side veths that no completed lease names (a damaged leases
--- file included).
+-- file included), on every network.
 -- @tparam Netns ns
 -- @tparam[opt] table opts {quiet = true (our own failed connect),
 --   clean_up = true (take the rootless netns down when what was removed
 --   was all that kept it: an interrupted first connect)}
--- @treturn table the completed leases by name
+-- @treturn table the leases data (state.read_leases), completed leases only
 function M.repair(ns, opts)
   opts = opts or {}
   local p = ns.paths
-  if not core.nsfs(p.pin) then return {} end
+  if not core.nsfs(p.pin) then return { leases = {}, nets = {} } end
   local data, warning = state.read_leases(p)
   if warning then log.warn("%s", warning) end
   local keep, changed = {}, warning ~= nil
-  for name, lease in pairs(data.leases) do
+  for _, e in ipairs(state.each_lease(data)) do
+    local lease = e.lease
     if lease.connected == true and lease.index then
       keep[M.HOST_IF_PREFIX .. lease.index] = true
     else
       if not opts.quiet then
-        log.warn("removing the unfinished connection of `%s` (an interrupted connect)", name)
+        log.warn("removing the unfinished connection of `%s` (an interrupted connect)", e.name)
       end
-      data.leases[name] = nil
+      state.net_leases(data, e.net).leases[e.name] = nil
       changed = true
     end
   end
@@ -94,100 +100,240 @@ function M.repair(ns, opts)
     if opts.clean_up and refs.users(ns) == 0 then
       local ok, err = instance.cleanup(ns)
       if not ok then log.warn("%s", err) end
-      return {}
+      return { leases = {}, nets = {} }
     end
   end
-  return data.leases
+  return data
 end
 
---- The bridge, forwarding and masquerading inside the rootless netns
+--- The leases of namespace @name in @data, by network.
+function M.leases_of(data, name)
+  local out = {}
+  for _, e in ipairs(state.each_lease(data)) do
+    if e.name == name then out[e.net] = e.lease end
+  end
+  return out
+end
+
+--- Who is on each network: network -> {namespace -> lease} (connected only).
+function M.members(data)
+  local out = {}
+  for _, e in ipairs(state.each_lease(data)) do
+    if e.lease.connected then
+      out[e.net] = out[e.net] or {}
+      out[e.net][e.name] = e.lease
+    end
+  end
+  return out
+end
+
+--- Rewrite /etc/hosts of every named namespace from @data.
+function M.refresh_hosts(ns, data)
+  local names = {}
+  for _, name in ipairs(core.listdir(ns.paths.names) or {}) do
+    if require("rootlessnetns.lab.names").check_name(name) then names[#names + 1] = name end
+  end
+  hosts.refresh(ns, names, M.members(data))
+end
+
+-- Does the rootless netns have a way out over IPv6 (a default route)?
+local function has_route6()
+  local f = io.open("/proc/net/ipv6_route", "r")
+  if not f then return false end
+  local routes = f:read("a")
+  f:close()
+  return routes:find("^00000000000000000000000000000000 00 ") ~= nil
+    or routes:find("\n00000000000000000000000000000000 00 ") ~= nil
+end
+
+-- Forwarding on in the rootless netns (IPv6 too: its backend interfaces
+-- keep taking router advertisements, accept_ra 2, or their IPv6 route
+-- out would lapse); the way out over IPv6, if any.
+local function enable_forwarding(bridges)
+  local function put(path, value)
+    local f = io.open(path, "w")
+    if not f then return false end
+    local ok = f:write(value)
+    return f:close() and ok ~= nil
+  end
+  assert(put("/proc/sys/net/ipv4/ip_forward", "1"), "cannot enable IPv4 forwarding")
+  for _, link in ipairs(child.link_names()) do
+    if link ~= "lo" and not bridges[link] and not link:match("^" .. M.HOST_IF_PREFIX .. "%d+$") then
+      put(("/proc/sys/net/ipv6/conf/%s/accept_ra"):format(link), "2")
+    end
+  end
+  put("/proc/sys/net/ipv6/conf/all/forwarding", "1")
+  return has_route6()
+end
+
+--- The bridge of network @n, forwarding, and the rules of every network
 -- (idempotent: run on every connect, so a half-made bridge is completed).
-local function ensure_bridge(ns, net)
-  local pin, c = ns.paths.pin, ns.cfg.connect
-  local exists, err = inside.call(pin, function()
-    local f = assert(io.open("/proc/sys/net/ipv4/ip_forward", "w"))
-    assert(f:write("1"))
-    assert(f:close())
-    return core.if_index(c.bridge) ~= nil
+-- @treturn[1] boolean the rootless netns has a way out over IPv6
+-- @return[2] nil, message
+local function ensure_bridge(ns, n)
+  local pin = ns.paths.pin
+  local all, bridges = {}, {}
+  for _, other in pairs(networks.all(ns)) do
+    all[#all + 1] = other
+    bridges[other.bridge] = true
+  end
+  table.sort(all, function(a, b) return a.name < b.name end)
+  local res, err = inside.call(pin, function()
+    return { route6 = enable_forwarding(bridges), exists = core.if_index(n.bridge) ~= nil }
   end)
-  if exists == nil then return nil, "enable forwarding in the rootless netns: " .. tostring(err) end
-  if not exists then
-    local ok, berr = ip_batch(pin, text.bridge(c, net))
+  if not res then return nil, "enable forwarding in the rootless netns: " .. tostring(err) end
+  if not res.exists then
+    local ok, berr = ip_batch(pin, text.bridge(ns.cfg.connect, n))
     if not ok then return nil, "create the bridge: " .. berr end
   end
-  local ok, nerr = M.run_in(pin, { "nft", "-f", "-" }, text.masquerade(net.cidr))
+  local ok, nerr = M.run_in(pin, { "nft", "-f", "-" }, text.rules(all))
   if not ok then return nil, "masquerade: " .. nerr end
-  return true
+  return res.route6
 end
 
---- Check that the backend's own network stays out of the bridge subnet:
--- its addresses with their networks, its DNS forwarders and map-guest
--- addresses (pasta's come from the host, so this is known only now).
-local function check_subnet(ns, net)
+--- Check that the backend's own network stays out of network @n's
+-- subnet: its addresses with their networks, its DNS forwarders and
+-- map-guest addresses (pasta's come from the host, so this is known only
+-- now).
+local function check_subnet(ns, n)
   local info = state.read_info(ns.paths)
-  local lab = { network = net.network, prefix = net.prefix }
+  local lab = { network = n.net.network, prefix = n.net.prefix }
   for _, key in ipairs(state.INFO_KEYS) do
     for _, addr in ipairs(info[key] or {}) do
       local other = addrpool.network(addr)
       if other and addrpool.overlaps(lab, other) then
-        return nil, ("the bridge subnet %s overlaps the rootless netns's own %s (%s); "
-          .. "set connect.subnet in the config to another one"):format(net.cidr, addr,
-          key == "IPAddresses" and "address" or key == "DnsForwardIps" and "DNS forwarder" or "map-guest address")
+        local fix = n.default and "set connect.subnet in the config to another one"
+          or "make the network again with another --subnet"
+        return nil, ("the subnet %s of network `%s` overlaps the rootless netns's own %s (%s); %s"):format(
+          n.subnet, n.name, addr,
+          key == "IPAddresses" and "address" or key == "DnsForwardIps" and "DNS forwarder" or "map-guest address", fix)
       end
     end
   end
   return true
 end
 
---- Reserve a lease for @name in @data (not yet written).
-local function reserve(data, name, net, c, requested)
+-- The interface name for a new connection of a namespace whose leases
+-- are @mine: the config's (eth0) when free, else the next ethN.
+local function free_interface(c, mine)
+  local used = {}
+  for _, lease in pairs(mine) do used[lease.interface or c.interface] = true end
+  if not used[c.interface] then return c.interface end
+  local stem = c.interface:gsub("%d+$", "")
+  local i = 0
+  while used[stem .. i] do i = i + 1 end
+  return stem .. i
+end
+
+--- Reserve a lease for @name on network @n in @data (not yet written).
+local function reserve(data, name, n, c, opts)
+  local t = state.net_leases(data, n.name)
   local address, err
-  if requested then
-    address, err = addrpool.check_requested(net, data.leases, requested)
+  if opts.ip then
+    address, err = addrpool.check_requested(n.net, t.leases, opts.ip)
   else
-    address, err = addrpool.next_free(net, data.leases, data.last)
+    address, err = addrpool.next_free(n.net, t.leases, t.last)
   end
   if not address then return nil, err end
-  local index = addrpool.free_index(data.leases)
+  local address6
+  if n.net6 then
+    if opts.ip6 then
+      address6, err = addrpool.check_requested6(n.net6, t.leases, opts.ip6)
+      if not address6 then return nil, err end
+    else
+      address6 = addrpool.ipv6_of(n.net, n.net6, address)
+    end
+  elseif opts.ip6 then
+    return nil, ("network `%s` has no IPv6 subnet"):format(n.name)
+  end
+  local all = {}
+  for _, e in ipairs(state.each_lease(data)) do all[#all + 1] = e.lease end
+  local index = addrpool.free_index(all)
+  local mine = M.leases_of(data, name)
   local lease = {
-    address = address, prefix = net.prefix, gateway = addrpool.format_ipv4(net.gateway),
-    index = index, interface = c.interface, host_interface = M.HOST_IF_PREFIX .. index,
-    bridge = c.bridge, connected = false,
+    network = n.name, address = address, prefix = n.net.prefix, gateway = addrpool.format_ipv4(n.net.gateway),
+    address6 = address6, gateway6 = n.net6 and n.net6.gateway or nil,
+    index = index, interface = free_interface(c, mine), host_interface = M.HOST_IF_PREFIX .. index,
+    bridge = n.bridge, connected = false, internal = n.internal or nil, shape = opts.shape,
   }
-  data.leases[name] = lease
-  data.last = address
+  t.leases[name] = lease
+  t.last = address
   return lease
 end
 
---- Connect the live namespace @name (pinned at @pin) to the bridge; the
--- rootless netns is set up when needed (@up: what get-or-create said).
+-- Which connection of @name carries its default route: @lease when asked
+-- (opts.default_route true), or when it has a way out and none of the
+-- others carries one (and it is not refused: default_route false).
+local function takes_default(lease, others, opts)
+  if lease.internal or opts.default_route == false then return false end
+  if opts.default_route == true then return true end
+  for _, o in pairs(others) do
+    if o ~= lease and o.default_route then return false end
+  end
+  return true
+end
+
+-- Shape both ends of @lease's veth pair (its host end egresses into the
+-- namespace, its inner end out of it).
+local function shape(ns, pin, lease)
+  local ok, err = M.run_in(ns.paths.pin, { "tc", table.unpack(shaping.tc_args(lease.host_interface, lease.shape)) })
+  if ok then ok, err = M.run_in(pin, { "tc", table.unpack(shaping.tc_args(lease.interface, lease.shape)) }) end
+  return ok, err
+end
+
+-- Refuse shaping this kernel cannot do, before anything is made: the
+-- qdiscs are tried on the namespace's loopback.
+local function check_shaping(pin, shape_opts)
+  if not shaping.needs_netem(shape_opts) then return true end
+  local have = shaping.supported(function(args) return M.run_in(pin, { "tc", table.unpack(args) }) end)
+  if have.netem then return true end
+  for _, o in ipairs { "delay", "jitter", "loss" } do
+    if shape_opts[o] then return nil, shaping.missing(o), errno.EOPNOTSUPP end
+  end
+  return true
+end
+
+--- Connect the live namespace @name (pinned at @pin) to network @n
+-- (rootlessnetns.lab.networks.get); the rootless netns is set up when
+-- needed (@up: what get-or-create said).  @opts: ip, ip6,
+-- default_route (true: this connection carries the default route; false:
+-- it never does), shape (shaping.check's).
 -- @treturn[1] table the lease
 -- @return[2] nil, message, errno
-function M.connect(ns, name, pin, net, up, requested_ip)
+function M.connect(ns, name, pin, n, up, opts)
+  opts = opts or {}
   local c, p = ns.cfg.connect, ns.paths
-  local leases = M.repair(ns)
+  local data = M.repair(ns)
   local function give_up(msg, code)
     if up.created then refs.clean_up_if_unused(ns) end
     return nil, msg, code
   end
-  if leases[name] then
-    return give_up(("namespace `%s` is already connected (%s)"):format(name, leases[name].address), errno.EEXIST)
+  local t = state.net_leases(data, n.name)
+  if t.leases[name] then
+    return give_up(("namespace `%s` is already connected to network `%s` (%s)"):format(name, n.name,
+      t.leases[name].address), errno.EEXIST)
   end
-  local ok, err = check_subnet(ns, net)
+  if n.internal and opts.default_route == true then
+    return give_up(("network `%s` is internal: it has no way out to carry a default route"):format(n.name),
+      errno.EINVAL)
+  end
+  local ok, err = check_subnet(ns, n)
   if not ok then return give_up(err, errno.EINVAL) end
-  local data = state.read_leases(p)
-  if data.subnet ~= nil and (data.subnet ~= net.cidr or data.bridge ~= c.bridge) then
-    -- the config changed since the bridge was made
-    if next(data.leases) then
+  local code
+  ok, err, code = check_shaping(pin, opts.shape)
+  if not ok then return give_up(err, code) end
+  if t.subnet ~= nil and (t.subnet ~= n.subnet or t.bridge ~= n.bridge) then
+    -- the network changed since its bridge was made (the config's connect)
+    if next(t.leases) then
       return give_up(("the bridge %s serves %s for connected namespaces; disconnect them before "
-        .. "changing it to %s %s"):format(tostring(data.bridge), tostring(data.subnet), c.bridge, net.cidr),
+        .. "changing it to %s %s"):format(tostring(t.bridge), tostring(t.subnet), n.bridge, n.subnet),
         errno.EBUSY)
     end
-    ip_batch(p.pin, { "link del " .. tostring(data.bridge) }) -- (made anew below)
-    data.last = nil
+    ip_batch(p.pin, { "link del " .. tostring(t.bridge) }) -- (made anew below)
+    t.last = nil
   end
-  data.subnet, data.bridge = net.cidr, c.bridge
-  local lease, rerr = reserve(data, name, net, c, requested_ip)
+  t.subnet, t.bridge = n.subnet, n.bridge
+  local lease, rerr = reserve(data, name, n, c, opts)
   if not lease then return give_up(rerr, errno.EINVAL) end
   -- Written before any interface exists, so that nothing is made that no
   -- record names; it holds no reference until `connected`.
@@ -195,7 +341,9 @@ function M.connect(ns, name, pin, net, up, requested_ip)
   if not ok then return give_up(err) end
   core.fault_point("connect-reserved")
 
-  ok, err = ensure_bridge(ns, net)
+  local route6
+  route6, err = ensure_bridge(ns, n)
+  ok = route6 ~= nil
   if ok then
     local peer
     peer, err = core.open(pin, "r")
@@ -207,39 +355,85 @@ function M.connect(ns, name, pin, net, up, requested_ip)
     end
   end
   core.fault_point("connect-veth")
-  if ok then ok, err = ip_batch(pin, text.address(lease, c)) end
+  local mine = M.leases_of(data, name)
+  if ok then
+    lease.default_route = takes_default(lease, mine, opts)
+    lease.default_route6 = lease.default_route and route6 and lease.address6 ~= nil or nil
+    ok, err = ip_batch(pin, text.address(lease))
+  end
+  if ok and lease.shape then ok, err = shape(ns, pin, lease) end
   core.fault_point("connect-configured")
   if ok then
+    if lease.default_route then
+      for _, o in pairs(mine) do
+        if o ~= lease then o.default_route, o.default_route6 = nil, nil end
+      end
+    end
     lease.connected = true
     ok, err = state.write_leases(p, data)
   end
   if not ok then
     M.repair(ns, { quiet = true })
-    return give_up(("connect `%s`: %s"):format(name, err))
+    return give_up(("connect `%s` to `%s`: %s"):format(name, n.name, err))
   end
-  log.debug("connected `%s` as %s/%d via %s", name, lease.address, net.prefix, lease.host_interface)
-  local out = { name = name }
-  for k, v in pairs(lease) do out[k] = v end
-  out.connected = nil
-  return out
+  M.refresh_hosts(ns, data)
+  log.debug("connected `%s` to `%s` as %s/%d via %s", name, n.name, lease.address, n.net.prefix,
+    lease.host_interface)
+  return { name = name, network = n.name, address = lease.address, prefix = lease.prefix, gateway = lease.gateway,
+    address6 = lease.address6, gateway6 = lease.gateway6, interface = lease.interface,
+    host_interface = lease.host_interface, bridge = lease.bridge, index = lease.index,
+    default_route = lease.default_route == true, shape = lease.shape }
 end
 
---- Remove @name's veth and lease; the last one out cleans up the
--- rootless netns.
-function M.disconnect(ns, name)
+--- Remove @name's connection to network @net (nil: to every network):
+-- veths and leases; another connection with a way out takes over the
+-- default route; the last one out cleans up the rootless netns.
+-- @treturn[1] true
+-- @return[2] nil, message, errno (ENOENT: not connected there)
+function M.disconnect(ns, name, net, pin)
   local p = ns.paths
   local data = state.read_leases(p)
-  local lease = data.leases[name]
-  data.leases[name] = nil
+  local gone = {}
+  for n, lease in pairs(M.leases_of(data, name)) do
+    if net == nil or n == net then
+      gone[#gone + 1] = lease
+      state.net_leases(data, n).leases[name] = nil
+    end
+  end
+  if #gone == 0 then
+    return nil, ("namespace `%s` is not connected%s"):format(name, net and (" to network `" .. net .. "`") or ""),
+      errno.ENOENT
+  end
+  -- the route out moves to what is left, when it was on what goes
+  local had_default = false
+  for _, lease in ipairs(gone) do had_default = had_default or lease.default_route == true end
+  local heir
+  if had_default then
+    local left = M.leases_of(data, name)
+    local names = {}
+    for n in pairs(left) do names[#names + 1] = n end
+    table.sort(names)
+    for _, n in ipairs(names) do
+      if not left[n].internal and left[n].connected then heir = left[n] break end
+    end
+    if heir then heir.default_route = true end
+  end
   -- the record goes first: a disconnect killed after it leaves a veth
   -- that no lease names, which the next repair removes
   local ok, err = state.write_leases(p, data)
   if not ok then return nil, err end
   core.fault_point("disconnect-unleased")
-  if lease and math.type(lease.index) == "integer" then
-    local dok, derr = ip_batch(p.pin, { "link del " .. M.HOST_IF_PREFIX .. lease.index })
-    if not dok then log.warn("disconnect `%s`: %s", name, derr) end
+  local lines = {}
+  for _, lease in ipairs(gone) do
+    if math.type(lease.index) == "integer" then lines[#lines + 1] = "link del " .. M.HOST_IF_PREFIX .. lease.index end
   end
+  local dok, derr = ip_batch(p.pin, lines)
+  if not dok then log.warn("disconnect `%s`: %s", name, derr) end
+  if heir and pin then
+    local rok, rerr = ip_batch(pin, { ("route replace default via %s dev %s"):format(heir.gateway, heir.interface) })
+    if not rok then log.warn("default route of `%s` via `%s`: %s", name, heir.network, rerr) end
+  end
+  M.refresh_hosts(ns, data)
   return refs.clean_up_if_unused(ns)
 end
 
