@@ -41,14 +41,14 @@ end
 local function print_report(report)
   local rows = {}
   for _, n in ipairs(report.networks) do
-    rows[#rows + 1] = { "network " .. n.name, n.state .. (n.why and (" (" .. n.why .. ")") or ""),
-      table.concat({ n.subnet or "-", n.subnet6 }, " "), n.internal and "internal" or "" }
+    rows[#rows + 1] = { "network " .. n.name .. (n.internal and " (internal)" or ""),
+      n.state .. (n.why and (" (" .. n.why .. ")") or ""), table.concat({ n.subnet or "-", n.subnet6 }, " ") }
   end
   for _, n in ipairs(report.nodes) do
-    rows[#rows + 1] = { n.name, n.state .. (n.why and (" (" .. n.why .. ")") or ""), addresses(n),
-      n.forward and "forwards" or "" }
+    rows[#rows + 1] = { n.name .. (n.forward and " (forwards)" or ""), n.state .. (n.why and (" (" .. n.why .. ")")
+      or ""), addresses(n) }
   end
-  if #rows > 0 then output.table({ "NAME", "STATE", "ADDRESSES", "" }, rows) end
+  if #rows > 0 then output.table({ "NAME", "STATE", "ADDRESSES" }, rows) end
   for _, name in ipairs(report.left_over or {}) do
     io.stdout:write(("left over from an earlier `lab up`: %s (`lab up` removes it)\n"):format(name))
   end

@@ -105,9 +105,10 @@ end
 -- nil, message, errno[, stage, signal].
 local function guarded(l, topo, opts, fn)
   local id, file = identity(topo, opts)
+  -- (the state directory is found, and made, by the first Lab call)
+  local first, ferr, fcode, fstage, fsig = l:networks()
+  if not first then return nil, ferr, fcode, fstage, fsig end
   local dir = labs_dir(l)
-  -- (the state directory is made by the first Lab call)
-  must("the live lab", l:networks())
   local ok, err, code = core.mkdir(dir, PRIVATE_DIR)
   if not ok and code ~= errno.EEXIST then return nil, err, code end
   local lock <close>, lerr, lcode, lstage, lsig = lab_lock(l)
