@@ -9,7 +9,7 @@
 #   make bench      latency/throughput figures (prints, never asserts)
 #   make doc        the API reference (LDoc) in build/doc/index.html
 #   make install    PREFIX, DESTDIR, LUA_LIBDIR, LUA_DIR, DOCDIR honoured; the
-#                   reference, README and examples go to DOCDIR (built first
+#                   reference, README, CHANGELOG and examples go to DOCDIR (built first
 #                   when ldoc is installed)
 
 LUA_VERSION ?= 5.4
@@ -111,7 +111,7 @@ install: $(MODULE)
 	install -m 0644 doc/rootlessnetns.1 $(DESTDIR)$(MANDIR)/man1/rootlessnetns.1
 	install -m 0644 contrib/bash-completion/rootlessnetns $(DESTDIR)$(BASHCOMPDIR)/rootlessnetns
 	install -d $(DESTDIR)$(DOCDIR)/examples
-	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	install -m 0644 README.md CHANGELOG.md $(DESTDIR)$(DOCDIR)/
 	install -m 0644 examples/*.lua $(DESTDIR)$(DOCDIR)/examples/
 	if [ ! -f $(BUILD)/doc/index.html ] && command -v ldoc >/dev/null 2>&1; then sh tools/doc.sh $(BUILD)/doc; fi
 	if [ -f $(BUILD)/doc/index.html ]; then rm -rf $(DESTDIR)$(DOCDIR)/html && cp -R $(BUILD)/doc $(DESTDIR)$(DOCDIR)/html && \

@@ -20,6 +20,15 @@
  * any other forward is touched.  A UDP forward's flows end with it: their
  * replies leave through the host socket that remove() closes.
  */
+/***
+ * Published ports: the forwarder and its socket maker.
+ * @module rootlessnetns
+ */
+
+/***
+ * Published ports: the forwarder and its socket maker.
+ * @section forward
+ */
 #include "rlns.h"
 
 #include <arpa/inet.h>

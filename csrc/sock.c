@@ -5,6 +5,15 @@
  * timeout, and plain TCP/UDP endpoints on numeric addresses (loopback
  * servers and clients for specs and benchmarks).
  */
+/***
+ * Sockets: SEQPACKET pairs, unix sockets below a directory, TCP/UDP endpoints.
+ * @module rootlessnetns
+ */
+
+/***
+ * Sockets: SEQPACKET pairs, unix sockets below a directory, TCP/UDP endpoints.
+ * @section sock
+ */
 #include "rlns.h"
 
 #include <fcntl.h>

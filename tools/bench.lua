@@ -311,34 +311,71 @@ do
     local bps = doc and doc["end"] and doc["end"].sum_received and doc["end"].sum_received.bits_per_second
     return bps and bps / 1e9
   end
-  -- a server started by @server_argv, reached at 127.0.0.1:@port
-  local function through(name, server_argv, port, before, after)
-    local server = core.spawn { argv = server_argv, env = env, fds = quiet }
+  -- Short connections: connect, read one byte, close; per second.
+  local SHORT = 2000
+  local function short_rate(port)
+    local t0, done = core.clock(), 0
+    for _ = 1, SHORT do
+      local c = core.inet_connect("tcp", "127.0.0.1", port)
+      if c then
+        if c:read(1, 2000) == "x" then done = done + 1 end
+        c:close()
+      end
+    end
+    return done == SHORT and SHORT / (core.clock() - t0) or nil
+  end
+  -- what answers them, inside: one byte and close, forever
+  local ANSWER = { "lua5.4", "-e", 'package.cpath = "build/?.so;" .. package.cpath; local core = require '
+    .. '"rootlessnetns"; local l = assert(core.inet_listen("tcp", "0.0.0.0", 5202)); while true do '
+    .. 'local c = core.accept(l) if c then c:write("x") c:close() end end' }
+  -- servers started by @wrap(iperf3 argv) and @wrap(answer argv),
+  -- reached at 127.0.0.1:@port and @port2
+  local function through(name, wrap, port, port2, before, after)
+    local figures = { name = name }
+    local server = core.spawn { argv = wrap { "iperf3", "-s", "-1", "-p", "5201" }, env = env, fds = quiet }
     if not server then return end
     core.sleep(700)
     if before then before() end
-    published[#published + 1] = { name = name, gbps = client(port) }
-    if after then after() end
+    figures.gbps = client(port)
     server:kill(core.SIGKILL)
     server:wait()
+    if port2 then
+      server = core.spawn { argv = wrap(ANSWER), env = env, fds = quiet }
+      core.sleep(700)
+      figures.rate = short_rate(port2)
+      server:kill(core.SIGKILL)
+      server:wait()
+    end
+    if after then after() end
+    published[#published + 1] = figures
   end
   if which("iperf3") then
     local base = math.random(30000, 40000)
-    through("host loopback itself (the limit)", { "iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", tostring(base) },
-      base)
+    -- host loopback itself: the servers on the host
+    through("host loopback itself (the limit)", function(a)
+      if a[1] == "iperf3" then return { "iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", tostring(base) } end
+      local out = table.move(a, 1, #a, 1, {})
+      out[#out] = out[#out]:gsub("5202", tostring(base + 10))
+      return out
+    end, base, base + 10)
     run(argv("--backend", "slirp4netns", "setup"), true)
-    through("rootlessnetns port add (splice, client address kept)", argv("run", "--", "iperf3", "-s", "-1", "-p",
-      "5201"), base + 1, function() run(argv("port", "add", (base + 1) .. ":5201"), true) end,
-      function() run(argv("port", "rm", tostring(base + 1)), true) end)
+    through("rootlessnetns port add (splice, client address kept)", function(a) return argv("run", "--",
+      table.unpack(a)) end, base + 1, base + 11,
+      function() run(argv("port", "add", (base + 1) .. ":5201", (base + 11) .. ":5202"), true) end,
+      function() run(argv("port", "rm", tostring(base + 1), tostring(base + 11)), true) end)
     run(argv("teardown"), true)
     if which("rootlesskit") then
-      through("rootlesskit --port-driver=builtin", { "rootlesskit", "--net=slirp4netns", "--disable-host-loopback",
-        "--port-driver=builtin", "--publish", ("127.0.0.1:%d:5201/tcp"):format(base + 2),
-        "iperf3", "-s", "-1", "-p", "5201" }, base + 2)
+      through("rootlesskit --port-driver=builtin", function(a)
+        return { "rootlesskit", "--net=slirp4netns", "--disable-host-loopback", "--port-driver=builtin",
+          "--publish", ("127.0.0.1:%d:5201/tcp"):format(base + 2),
+          "--publish", ("127.0.0.1:%d:5202/tcp"):format(base + 12), table.unpack(a) }
+      end, base + 2, base + 12)
     end
     if which("pasta") then
-      through("pasta -t (its own splice path)", { "pasta", "--config-net", "-t", ("127.0.0.1/%d:5201"):format(base + 3),
-        "--", "iperf3", "-s", "-1", "-p", "5201" }, base + 3)
+      through("pasta -t (its own splice path)", function(a)
+        return { "pasta", "--config-net", "-t", ("127.0.0.1/%d:5201"):format(base + 3),
+          "-t", ("127.0.0.1/%d:5202"):format(base + 13), "--", table.unpack(a) }
+      end, base + 3, base + 13)
     end
   end
 end
@@ -408,9 +445,21 @@ end
 if #published == 0 then
   print(("%-58s %9s"):format("iperf3 through a published port", "n/a (install iperf3)"))
 end
-local limit
+local limit, ours
 for _, r in ipairs(published) do
   limit = limit or r.gbps
+  if r.name:match("^rootlessnetns") then ours = r end
   print(("%-58s %9s Gbit/s %s"):format("published port: " .. r.name, r.gbps and ("%.2f"):format(r.gbps) or "n/a",
     r.gbps and limit and r ~= published[1] and ("(%.2fx of the limit)"):format(r.gbps / limit) or ""))
+end
+for _, r in ipairs(published) do
+  local vs = ours and ours ~= r and ours.rate and r.rate and ("(ours: %.2fx)"):format(ours.rate / r.rate) or ""
+  print(("%-58s %9s conn/s %s"):format("short connections: " .. r.name, r.rate and ("%.0f"):format(r.rate)
+    or "n/a", vs))
+end
+for _, r in ipairs(published) do
+  if ours and ours ~= r and r.name:match("builtin") and ours.gbps and r.gbps then
+    print(("%-58s %9.2fx (target: 1.20x or more)"):format("published port throughput against rootlesskit builtin",
+      ours.gbps / r.gbps))
+  end
 end

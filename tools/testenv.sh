@@ -40,9 +40,10 @@ stage_tree() {
 	dest=$(mktemp -d /tmp/rootlessnetns-check.XXXXXX)
 	cp -r "$1/bin" "$1/lua" "$1/spec" "$1/build" "$1/.busted" "$1/rockspec" "$1/csrc" "$1/contrib" "$dest/"
 	[ -d "$1/examples" ] && cp -r "$1/examples" "$dest/"
-	# the README (its transcripts are run by spec/userns/readme_spec.lua),
+	# the README (its transcripts are run by spec/userns/readme_spec.lua), the
+	# CHANGELOG (spec/policy/packaging_spec.lua checks its version),
 	# the topic pages (spec/policy/doc_spec.lua checks them) and the man page
-	cp "$1/README.md" "$dest/"
+	cp "$1/README.md" "$1/CHANGELOG.md" "$dest/"
 	cp -r "$1/docs" "$1/doc" "$dest/"
 	mkdir -p "$dest/tools" && cp "$1/tools/valgrind.supp" "$dest/tools/"
 	[ -d "$1/build-sanitize" ] && cp -r "$1/build-sanitize" "$dest/"

@@ -17,13 +17,16 @@ local function add_options(p, options)
       local opt = p:option(o.flag, o.help, o.default):argname(o.value)
       if o.count then opt:count(o.count) end
     else
-      p:flag(o.flag, o.help)
+      p:flag(o.short and (o.short .. " " .. o.flag) or o.flag, o.help)
     end
   end
 end
 
-local function add_command(parent, c)
-  local p = parent:command(c.name, c.summary)
+--- Add command @c under @parent; its parser, and its subcommands', go
+-- into @by_name under their names ("netns", "netns exec").
+local function add_command(parent, c, by_name, prefix)
+  local p = parent:command(table.concat({ c.name, table.unpack(c.aliases or {}) }, " "), c.summary)
+  by_name[prefix .. c.name] = p
   if c.usage then p:usage(c.usage) end
   for _, a in ipairs(c.args or {}) do
     local arg = p:argument(a.name, a.help)
@@ -32,12 +35,13 @@ local function add_command(parent, c)
   add_options(p, c.options)
   if c.commands then
     p:command_target(c.name .. "_command")
-    for _, s in ipairs(c.commands) do add_command(p, s) end
+    for _, s in ipairs(c.commands) do add_command(p, s, by_name, c.name .. " ") end
   end
   return p
 end
 
---- The full parser, and the parser of each top-level command by name.
+--- The full parser, and the parser of each command by name ("netns",
+-- "netns exec").
 local function build_parser()
   local argparse = require "argparse"
   local parser = argparse("rootlessnetns",
@@ -48,7 +52,7 @@ local function build_parser()
   parser:command_target("command")
   parser:require_command(false)
   local by_name = {}
-  for _, c in ipairs(commands.COMMANDS) do by_name[c.name] = add_command(parser, c) end
+  for _, c in ipairs(commands.COMMANDS) do add_command(parser, c, by_name, "") end
   return parser, by_name
 end
 
@@ -142,6 +146,67 @@ function M.quick_parse(head)
   return opts
 end
 
+--- The command a parsed line names, as declared: the command, its
+-- subcommand (when it has them and one is named), and the words that
+-- follow them that are not options.
+-- @tparam table head our words, as M.split returns them
+-- @treturn {table,...} the declarations, outermost first
+-- @treturn {string,...} the other words
+function M.command_of(head)
+  local decls, rest = {}, {}
+  for _, word in ipairs(head) do
+    if word:sub(1, 1) ~= "-" then
+      local decl = decls[#decls]
+      local found
+      if not decl then
+        found = commands.find(word)
+      elseif decl.commands and #decls == 1 then
+        found = commands.find(decl.name, word)
+      end
+      if found then decls[#decls + 1] = found else rest[#rest + 1] = word end
+      if not found and (not decl or decl.commands) then break end
+    end
+  end
+  return decls, rest
+end
+
+--- A parser's error, with where to look: the failing command's --help,
+-- and, for a command whose command to run follows `--`, that `--`.
+local function usage_error(message, head)
+  local decls, rest = M.command_of(head)
+  local names = {}
+  for _, d in ipairs(decls) do names[#names + 1] = d.name end
+  local path = table.concat(names, " ")
+  local decl = decls[#decls]
+  if message == "too many arguments" and decl and decl.tail == "after--" and #rest > 0 then
+    message = ("too many arguments: `%s` runs a command only after `--`, as in `rootlessnetns %s -- %s`")
+      :format(path, path, table.concat(rest, " "))
+  end
+  return exit.die(("%s (see rootlessnetns %s--help)"):format(message, path ~= "" and path .. " " or ""))
+end
+
+--- `help [COMMAND [SUBCOMMAND]]`: that command's --help, on stdout.
+local function help(topic)
+  local parser, by_name = build_parser()
+  if #topic == 0 then
+    io.stdout:write(parser:get_help(), "\n")
+    return 0
+  end
+  local decl = commands.find(topic[1])
+  if not decl then return exit.die(("unknown command `%s` (see rootlessnetns --help)"):format(topic[1])) end
+  local name = decl.name
+  if topic[2] then
+    local sub = decl.commands and commands.find(decl.name, topic[2])
+    if not sub then
+      return exit.die(("unknown command `%s %s` (see rootlessnetns %s --help)"):format(decl.name, topic[2], decl.name))
+    end
+    name = name .. " " .. sub.name
+  end
+  if topic[3] then return exit.die(("too many arguments (see rootlessnetns help --help)")) end
+  io.stdout:write(by_name[name]:get_help(), "\n")
+  return 0
+end
+
 local function main(args, getenv)
   if args[1] == "__complete" then
     return require("rootlessnetns.cli.complete").main(table.move(args, 2, #args, 1, {}), getenv)
@@ -155,13 +220,15 @@ local function main(args, getenv)
   if not opts then
     local ok
     ok, opts = build_parser():pparse(head)
-    if not ok then
-      return exit.die(tostring(opts):gsub("%s*\n%s*", "; ") .. " (see rootlessnetns --help)")
-    end
+    if not ok then return usage_error((tostring(opts):gsub("%s*\n%s*", "; ")), head) end
   end
   if opts.version then
     io.stdout:write("rootlessnetns ", core._VERSION, "\n")
     return 0
+  end
+  if opts.command == "help" then
+    if tail then return exit.die("`help` takes no command") end
+    return help(opts.topic or {})
   end
   if not opts.command then
     io.stdout:write(build_parser():get_help(), "\n")

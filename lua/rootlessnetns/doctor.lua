@@ -164,6 +164,22 @@ function M.run(env)
     end
   end
 
+  -- shaped links: which qdiscs this kernel has, tried in a namespace of
+  -- our own
+  local have = M.shaping(getenv)
+  if not have then
+    add("link shaping", "warn", "cannot tell (tc not found, or no user namespace to try it in)",
+      "apt-get install iproute2")
+  elseif have.netem then
+    add("link shaping", "ok", "--rate (tbf), --delay, --jitter and --loss (netem)")
+  elseif have.tbf then
+    add("link shaping", "warn", "--rate only: this kernel has no netem qdisc (sch_netem), so --delay, --jitter "
+      .. "and --loss are refused", "modprobe sch_netem as root, or a kernel built with CONFIG_NET_SCH_NETEM")
+  else
+    add("link shaping", "warn", "none: this kernel has neither tbf (sch_tbf) nor netem (sch_netem)",
+      "modprobe sch_tbf sch_netem as root")
+  end
+
   -- runtime dir
   local dir, err = state.runtime_dir(getenv, uid)
   if dir then
@@ -172,6 +188,32 @@ function M.run(env)
     add("XDG_RUNTIME_DIR", "fail", err, "export XDG_RUNTIME_DIR to a directory you own with mode 0700")
   end
   return results
+end
+
+--- Which qdiscs this kernel has ({tbf, htb, netem}), tried on the
+-- loopback of a network namespace of a user namespace of our own; nil
+-- when that cannot be tried.
+function M.shaping(getenv)
+  local tc = child.which("tc", getenv)
+  if not tc then return nil end
+  local uid, gid = core.getuid()
+  local have = require("rootlessnetns.worker").call(nil, function()
+    assert(core.unshare(core.CLONE_NEWUSER | core.CLONE_NEWNET))
+    -- root in there, so that tc keeps its capabilities across exec
+    local function put(path, text)
+      local f = assert(io.open(path, "w"))
+      assert(f:write(text))
+      assert(f:close())
+    end
+    put("/proc/self/setgroups", "deny")
+    put("/proc/self/uid_map", ("0 %d 1"):format(uid))
+    put("/proc/self/gid_map", ("0 %d 1"):format(gid))
+    return require("rootlessnetns.lab.shaping").supported(function(args)
+      local how, status = child.capture({ tc, table.unpack(args) }, 5000)
+      return how == "exited" and status == 0 or nil
+    end)
+  end)
+  return type(have) == "table" and have or nil
 end
 
 --- Did any check fail?

@@ -358,10 +358,23 @@ local function start(ns, t, h)
   return { pid = pid, starttime = st }, failed
 end
 
+--- Is this process in the host's network namespace (the holder's)?  A
+-- forwarder started from anywhere else (a command run inside the
+-- rootless netns that calls us) would listen there, not on the host.
+function M.in_host_netns(h)
+  if not (h and h.pid) then return true end
+  local mine = core.readlink("/proc/self/ns/net")
+  return mine ~= nil and mine == core.readlink(("/proc/%d/ns/net"):format(h.pid))
+end
+
+M.NOT_HOST = "ports are published from the host's network namespace, and this command runs inside the "
+  .. "rootless netns (or another namespace); run `rootlessnetns port ...` from outside"
+
 -- The forwarder of @t, started when there is none.
 local function ensure(ns, t, h)
   local fwd = alive(t)
   if fwd then return fwd end
+  if not M.in_host_netns(h) then return nil, M.NOT_HOST end
   local had = #M.recorded(t)
   local failed
   fwd, failed = start(ns, t, h)
@@ -518,6 +531,9 @@ end
 -- forwarder is repaired by the next command).  @live(t): is the target's
 -- namespace there?  Those gone lose their ports.
 function M.tend(ns, h, live)
+  -- (from inside a namespace, a forwarder would listen there: the next
+  -- command from the host starts it)
+  if not M.in_host_netns(h) then return end
   local dir = ns.paths.base .. "/ports"
   for _, file in ipairs(core.listdir(dir) or {}) do
     local key = file:match("^(.+)%.json$")

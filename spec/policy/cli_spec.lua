@@ -69,3 +69,79 @@ describe("netns command lines", function()
     assert.same({ { "netns", "del", "web", "--force" } }, { cli.split { "netns", "del", "web", "--force" } })
   end)
 end)
+
+describe("the CLI's habits", function()
+  local helper = require "helper"
+  local commands = require "rootlessnetns.cli.commands"
+  local function cli_run(args) return helper.cli(args, { XDG_RUNTIME_DIR = helper.tmpdir() }) end
+  after_each(function() helper.cleanup_dirs() end)
+
+  it("prints the version with -V and --version", function()
+    local version = require("rootlessnetns")._VERSION
+    for _, flag in ipairs { "-V", "--version" } do
+      local code, out = cli_run { flag }
+      assert.equal(0, code)
+      assert.equal("rootlessnetns " .. version .. "\n", out)
+    end
+  end)
+
+  it("has `help [COMMAND [SUBCOMMAND]]`, the same as --help", function()
+    for _, words in ipairs { {}, { "run" }, { "netns" }, { "netns", "exec" }, { "port", "add" } } do
+      local code, out = cli_run { "help", table.unpack(words) }
+      local with_flag = table.move(words, 1, #words, 1, {})
+      with_flag[#with_flag + 1] = "--help"
+      local code2, out2 = cli_run(with_flag)
+      assert.equal(0, code, table.concat(words, " "))
+      assert.equal(0, code2)
+      assert.equal(out2, out, table.concat(words, " "))
+    end
+    local code, _, err = cli_run { "help", "frob" }
+    assert.equal(125, code)
+    assert.equal("rootlessnetns: unknown command `frob` (see rootlessnetns --help)\n", err)
+    code, _, err = cli_run { "help", "netns", "frob" }
+    assert.equal(125, code)
+    assert.equal("rootlessnetns: unknown command `netns frob` (see rootlessnetns netns --help)\n", err)
+  end)
+
+  it("knows `netns delete` and `netns ls`, as `ip netns` spells them", function()
+    assert.equal("del", commands.find("netns", "delete").name)
+    assert.equal("list", commands.find("netns", "ls").name)
+    assert.same({ { "netns", "delete", "web", "--force" } }, { cli.split { "netns", "delete", "web", "--force" } })
+    local code, out = cli_run { "netns", "delete", "--help" }
+    assert.equal(0, code)
+    assert.matches("^Usage: rootlessnetns netns del ", out)
+    local _, err
+    code, _, err = cli_run { "netns", "ls", "--bogus" }
+    assert.equal(125, code)
+    assert.equal("rootlessnetns: unknown option '--bogus' (see rootlessnetns netns list --help)\n", err)
+  end)
+
+  it("points an error to the --help of the command it is in", function()
+    local cases = {
+      { { "netns", "del" }, "missing argument 'name' (see rootlessnetns netns del --help)" },
+      { { "netns", "connect", "web", "--ip" },
+        "option '--ip' requires an argument (see rootlessnetns netns connect --help)" },
+      { { "status", "--bogus" }, "unknown option '--bogus' (see rootlessnetns status --help)" },
+      { { "--config", "netns", "port", "frob" }, "unknown command 'frob' (see rootlessnetns port --help)" },
+      { { "frob" }, "unknown command 'frob' (see rootlessnetns --help)" },
+    }
+    for _, c in ipairs(cases) do
+      local code, _, err = cli_run(c[1])
+      assert.equal(125, code)
+      assert.equal("rootlessnetns: " .. c[2] .. "\n", err)
+    end
+  end)
+
+  it("says that setup's and teardown's command follows `--`", function()
+    local code, _, err = cli_run { "setup", "ip", "a" }
+    assert.equal(125, code)
+    assert.equal("rootlessnetns: too many arguments: `setup` runs a command only after `--`, as in "
+      .. "`rootlessnetns setup -- ip a` (see rootlessnetns setup --help)\n", err)
+    code, _, err = cli_run { "teardown", "--nets", "2", "true" }
+    assert.equal(125, code)
+    assert.matches("as in `rootlessnetns teardown %-%- true`", err)
+    code, _, err = cli_run { "status", "x" }
+    assert.equal(125, code)
+    assert.equal("rootlessnetns: too many arguments (see rootlessnetns status --help)\n", err)
+  end)
+end)

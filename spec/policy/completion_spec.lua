@@ -8,12 +8,14 @@ local complete = require "rootlessnetns.cli.complete"
 local have_bash = core.access("/bin/bash", "x")
 
 --- COMPREPLY for the command line @line (completing its last word; a
--- line ending in a space completes a new, empty word).
-local function bash_complete(line, xdg)
+-- line ending in a space completes a new, empty word); @before is a
+-- script sourced first (a stand-in for the bash-completion package).
+local function bash_complete(line, xdg, before)
   local dir = helper.tmpdir()
   helper.write(dir .. "/rootlessnetns", ("#!/bin/sh\nexec lua5.4 %s \"$@\"\n"):format(helper.CLI), tonumber("755", 8))
   helper.write(dir .. "/drive.sh", table.concat({
     "set -u",
+    before and ("source " .. before) or "",
     "source " .. helper.ROOT .. "/contrib/bash-completion/rootlessnetns",
     "read -r -a COMP_WORDS <<< \"$LINE\"",
     "case $LINE in *' ') COMP_WORDS+=('') ;; esac",
@@ -89,5 +91,58 @@ describe("the completion table", function()
     assert.equal("command 4", (complete.candidates { "netns", "exec", "web", "" }))
     assert.equal("command 5", (complete.candidates { "setup", "--nets", "2", "--", "" }))
     assert.equal("none", (complete.candidates { "status", "x" }))
+  end)
+end)
+
+describe("completion of help and aliases", function()
+  it("offers commands, then subcommands, after help", function()
+    local _, words = complete.candidates { "help", "" }
+    assert.is_truthy(table.concat(words, " "):find("netns", 1, true))
+    assert.same({ "add", "list", "rm" }, select(2, complete.candidates { "help", "port", "" }))
+    assert.same({}, select(2, complete.candidates { "help", "port", "add", "" }))
+  end)
+
+  it("completes after an alias as after its command", function()
+    assert.same({ "--force", "--json", "--help" }, select(2, complete.candidates { "netns", "delete", "--" }))
+  end)
+end)
+
+describe("bash completion of the command to run", function()
+  after_each(function() helper.cleanup_dirs() end)
+  local bash_it = have_bash and it or pending
+
+  --- Does completing @line offer @want (among others)?
+  local function offers(line, want)
+    local words = bash_complete(line)
+    for _, w in ipairs(words) do
+      if w == want then return true end
+    end
+    error(("`%s` offered %s, not %s"):format(line, table.concat(words, " "), want))
+  end
+
+  bash_it("completes it from PATH after `--` of run, setup, teardown and netns exec NAME", function()
+    for _, line in ipairs { "rootlessnetns run -- ech", "rootlessnetns setup -- ech",
+      "rootlessnetns setup --nets 2 -- ech", "rootlessnetns teardown -- ech",
+      "rootlessnetns --backend pasta run -- ech", "rootlessnetns netns exec web -- ech",
+      "rootlessnetns netns exec web ech" } do
+      assert.is_true(offers(line, "echo"))
+    end
+  end)
+
+  bash_it("completes the command's arguments as file names", function()
+    assert.is_true(offers("rootlessnetns run -- cat /et", "/etc"))
+    assert.is_true(offers("rootlessnetns netns exec web -- ls /et", "/etc"))
+  end)
+
+  bash_it("hands the command to bash-completion's _command_offset where it is loaded", function()
+    local dir = helper.tmpdir()
+    helper.write(dir .. "/offset.sh", '_command_offset() { COMPREPLY=("offset:$1"); }\n')
+    assert.same({ "offset:3" }, bash_complete("rootlessnetns run -- ipt", nil, dir .. "/offset.sh"))
+    assert.same({ "offset:5" }, bash_complete("rootlessnetns netns exec web -- ipt", nil, dir .. "/offset.sh"))
+    assert.same({ "offset:4" }, bash_complete("rootlessnetns netns exec web ipt", nil, dir .. "/offset.sh"))
+  end)
+
+  bash_it("offers nothing after `--` of a command that runs none", function()
+    assert.same({}, bash_complete("rootlessnetns status -- ech"))
   end)
 end)

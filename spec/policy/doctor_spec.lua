@@ -21,9 +21,24 @@ describe("doctor", function()
     end
     local names = by_name(results)
     for _, n in ipairs { "user namespaces", "subordinate ids", "newuidmap", "newgidmap", "/dev/net/tun",
-                         "pasta", "slirp4netns", "XDG_RUNTIME_DIR" } do
+                         "pasta", "slirp4netns", "link shaping", "XDG_RUNTIME_DIR" } do
       assert.is_table(names[n], n)
     end
+  end)
+
+  it("says which shaping options this kernel has, by trying them", function()
+    local have = doctor.shaping(os.getenv)
+    if not have then return pending("no tc, or no user namespaces here") end
+    local r = by_name(doctor.run { getenv = os.getenv })["link shaping"]
+    if have.netem then
+      assert.equal("ok", r.status)
+    else
+      assert.equal("warn", r.status)
+      assert.matches("sch_netem", r.detail, 1, true)
+      assert.matches("--delay", r.detail, 1, true)
+    end
+    assert.is_boolean(have.tbf)
+    assert.is_boolean(have.htb)
   end)
 
   it("fails on a faked host without user namespaces, tun device or subordinate ids", function()

@@ -39,11 +39,38 @@ describe("lab text", function()
     assert.matches("ip saddr 10.89.0.0/24 ip daddr != { 10.89.0.0/24, 10.89.1.0/24 } masquerade", t, 1, true)
     assert.matches("ip6 saddr fd00:89::/64 ip6 daddr != { fd00:89::/64, fd00:90::/64 } masquerade", t, 1, true)
     assert.is_nil(t:find("ip saddr 10.89.1.0/24", 1, true), "an internal network is masqueraded")
-    assert.matches('iifname "rlnsbr1" drop', t, 1, true)
+    assert.matches('iifname "rlnsbr1" oifname != "rlnsbr1" drop', t, 1, true)
   end)
 
   it("deletes only our veths that no lease keeps", function()
     assert.same({ "link del rlnsv3" },
       text.orphans({ "lo", "tap0", "rlnsbr0", "rlnsv0", "rlnsv3", "rlnsvx", "eth0" }, { rlnsv0 = true }, "rlnsv"))
+  end)
+end)
+
+describe("lab names (/etc/hosts)", function()
+  local hosts = require "rootlessnetns.lab.hosts"
+  local members = {
+    front = { web = { address = "10.89.1.2", address6 = "fd01::2" }, router = { address = "10.89.1.3" } },
+    back = { db = { address = "10.90.1.10" }, router = { address = "10.90.1.2" } },
+  }
+
+  it("names each namespace NAME.NETWORK, and NAME where it shares a network, first by name", function()
+    assert.equal(hosts.HEADER
+      .. "10.90.1.10\tdb.back db\n10.90.1.2\trouter.back router\n"
+      .. "10.89.1.3\trouter.front\n10.89.1.2\tweb.front web\nfd01::2\tweb.front web\n",
+      hosts.text("db", members))
+  end)
+
+  it("names one behind a router too, and itself", function()
+    local t = hosts.text("web", members)
+    assert.matches("10.90.1.10\tdb.back db\n", t, 1, true)
+    assert.matches("10.89.1.3\trouter.front router\n", t, 1, true)
+    assert.matches("10.90.1.2\trouter.back\n", t, 1, true)
+    assert.matches("10.89.1.2\tweb.front web\n", t, 1, true)
+  end)
+
+  it("is just localhost for a namespace on no network", function()
+    assert.equal(hosts.HEADER, hosts.text("lonely", {}))
   end)
 end)

@@ -166,6 +166,29 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
       assert.truthy(helper.eventually(function() return (helper.read(dir .. "/out") or ""):find("again", 1, true) end))
     end)
 
+    userns_it("from a command run inside: published through a running forwarder, never one started in there",
+      function()
+      local a, b = free_port(), free_port()
+      -- no forwarder yet: one started in here would listen inside
+      local code, _, err = cli { "run", "--", "lua5.4", helper.CLI, "port", "add", a .. ":80" }
+      assert.equal(125, code)
+      assert.matches("ports are published from the host's network namespace", err)
+      assert.is_false(host_listening(a))
+      ok { "port", "add", a .. ":80" }
+      -- with one running, it does the binding, on the host
+      code, _, err = cli { "run", "--", "lua5.4", helper.CLI, "port", "add", b .. ":80" }
+      assert.equal(0, code, err)
+      assert.is_true(host_listening(b))
+      -- a dead one is not started again from in there
+      local record = fx.xdg .. "/rootlessnetns/ports/rootless-netns.forwarder"
+      local pid, st = require("rootlessnetns.state").read_identity(record)
+      helper.kill_and_wait(pid, st)
+      assert.equal(0, (cli { "run", "--", "lua5.4", helper.CLI, "run", "true" }))
+      assert.is_false(host_listening(a))
+      ok { "port", "list" }
+      assert.is_true(host_listening(a) and host_listening(b))
+    end)
+
     userns_it("the last teardown and cleanup leave no listening socket", function()
       local a, b = free_port(), free_port()
       ok { "port", "add", a .. ":80", b .. ":53/udp" }

@@ -9,8 +9,12 @@
 -- blanks for any; everything else must be as printed, a bare number (an
 -- exit status) included.  A line "..." stands for any number of lines.  The
 -- `doctor` output depends on the host: its check names must be printed in
--- order.  A ```lua block that starts with "-- ~/.config/rootlessnetns/config.lua"
--- is that file for the transcripts after it in the same section.
+-- order.  A fenced block that names a file under ~ (its first line is a
+-- comment `-- ~/PATH` or `# ~/PATH`, or the line before it ends in
+-- "`~/PATH`:") is that file for the transcripts after it in the same
+-- section: "~/.config/rootlessnetns/config.lua" is the config.  A
+-- transcript that needs a program that is not installed (a path under
+-- /usr/lib it or its files name, or `podman`) is pending.
 -- Each transcript gets a fresh XDG_RUNTIME_DIR and HOME; traffic goes
 -- only to loopback and to the namespaces the transcripts make.
 local core = require "rootlessnetns"
@@ -18,11 +22,15 @@ local helper = require "helper"
 
 local userns_it = helper.userns_it(it, pending)
 
-local CONFIG_HEADER = "-- ~/.config/rootlessnetns/config.lua"
+--- The file a fenced block is: from its first line, or the line before it.
+local function file_of(body, before)
+  local path = (body[1] or ""):match("^%-%- (~/%S+)") or (body[1] or ""):match("^# (~/%S+)")
+  return path or (before or ""):match("`(~/[^`]+)`:$")
+end
 
---- The transcripts: {title, config = text|nil, steps = {{cmd, expect = {lines}}}}.
+--- The transcripts: {title, files = {[~/PATH] = text}, steps = {{cmd, expect = {lines}}}}.
 local function transcripts(text)
-  local out, section, config = {}, "README", nil
+  local out, section, files = {}, "README", {}
   local lines = {}
   for line in (text .. "\n"):gmatch("([^\n]*)\n") do lines[#lines + 1] = line end
   local i = 1
@@ -30,20 +38,24 @@ local function transcripts(text)
     local line = lines[i]
     local heading = line:match("^#+%s+(.*)$")
     if heading then
-      section, config = heading, nil
+      section, files = heading, {}
     end
     local lang = line:match("^```(%w*)$")
     if lang then
+      local before = i > 2 and lines[i - 1] == "" and lines[i - 2] or lines[i - 1]
       local body = {}
       i = i + 1
       while i <= #lines and lines[i] ~= "```" do
         body[#body + 1] = lines[i]
         i = i + 1
       end
-      if lang == "lua" and body[1] == CONFIG_HEADER then
-        config = table.concat(body, "\n") .. "\n"
+      local path = lang ~= "" and file_of(body, before)
+      if path then
+        local copy = { [path] = table.concat(body, "\n") .. "\n" }
+        for k, v in pairs(files) do copy[k] = copy[k] or v end
+        files = copy
       elseif lang == "" and body[1] and body[1]:match("^%$ ") then
-        local t = { title = ("%s, transcript %d"):format(section, #out + 1), config = config, steps = {} }
+        local t = { title = ("%s, transcript %d"):format(section, #out + 1), files = files, steps = {} }
         for _, l in ipairs(body) do
           local cmd = l:match("^%$ (.*)$")
           if cmd then
@@ -59,6 +71,42 @@ local function transcripts(text)
     i = i + 1
   end
   return out
+end
+
+--- The programs @t needs that are not installed: paths under /usr/lib
+-- that its commands and its files name, and podman when a command runs it.
+local function missing_programs(t)
+  local texts = {}
+  for _, step in ipairs(t.steps) do texts[#texts + 1] = step.cmd end
+  for _, text in pairs(t.files) do texts[#texts + 1] = text end
+  local missing, seen = {}, {}
+  for _, text in ipairs(texts) do
+    for path in text:gmatch("/usr/lib/[%w/._-]+") do
+      if not seen[path] and not core.lstat(path) then missing[#missing + 1] = path end
+      seen[path] = true
+    end
+  end
+  local podman = false
+  for _, step in ipairs(t.steps) do podman = podman or step.cmd:match("^podman ") or step.cmd:match(" podman ") end
+  if podman then
+    local found = false
+    for dir in (os.getenv("PATH") or ""):gmatch("[^:]+") do found = found or core.access(dir .. "/podman", "x") end
+    if not found then missing[#missing + 1] = "podman" end
+  end
+  return missing
+end
+
+--- Write @t's files under @home (their directories made as needed).
+local function write_files(t, home)
+  for path, text in pairs(t.files) do
+    local full = home .. path:sub(2)
+    local dir = home
+    for part in path:sub(3):gmatch("([^/]+)/") do
+      dir = dir .. "/" .. part
+      if not core.lstat(dir) then assert(core.mkdir(dir, tonumber("700", 8))) end
+    end
+    helper.write(full, text)
+  end
 end
 
 -- the words a pid follows: `pid 123`, `holder 123 (own)`
@@ -121,15 +169,14 @@ describe("the README's transcripts", function()
   end)
 
   for _, t in ipairs(all) do
-    userns_it(t.title .. " runs as printed", function()
+    local missing = missing_programs(t)
+    local run_it = #missing == 0 and userns_it
+      or function(name) pending(name .. " (not installed: " .. table.concat(missing, ", ") .. ")") end
+    run_it(t.title .. " runs as printed", function()
       local xdg, home, bin = helper.runtime_dir(), helper.tmpdir(), helper.tmpdir()
       helper.write(bin .. "/rootlessnetns", ('#!/bin/sh\nexec lua5.4 "%s" "$@"\n'):format(helper.CLI),
         tonumber("755", 8))
-      if t.config then
-        assert(core.mkdir(home .. "/.config", tonumber("700", 8)))
-        assert(core.mkdir(home .. "/.config/rootlessnetns", tonumber("700", 8)))
-        helper.write(home .. "/.config/rootlessnetns/config.lua", t.config)
-      end
+      write_files(t, home)
       local env = { PATH = bin .. ":" .. os.getenv("PATH"), HOME = home, USER = os.getenv("USER"),
         SHELL = "/bin/sh", LANG = "C.UTF-8", XDG_RUNTIME_DIR = xdg }
       -- one terminal: what a background command prints shows up among the
@@ -140,12 +187,20 @@ describe("the README's transcripts", function()
       local background = {}
       finally(function()
         for _, b in ipairs(background) do
+          -- SIGTERM: a CLI passes it to its command, which SIGKILL would orphan
           if not b.done then
-            b.proc:kill(core.SIGKILL)
-            b.proc:wait()
+            b.proc:kill(core.SIGTERM)
+            if not b.proc:wait(5000) then
+              b.proc:kill(core.SIGKILL)
+              b.proc:wait()
+            end
           end
         end
         helper.cli({ "cleanup" }, { XDG_RUNTIME_DIR = xdg, HOME = home })
+        -- a podman pause process a transcript started
+        local pause = math.tointeger(tonumber((helper.read(xdg .. "/libpod/tmp/pause.pid") or ""):match("%d+") or ""))
+        local st = pause and core.starttime(pause)
+        if st then core.kill(pause, st, core.SIGKILL) end
         helper.cleanup_dirs()
       end)
       for _, step in ipairs(t.steps) do
@@ -153,7 +208,7 @@ describe("the README's transcripts", function()
         local cmd = step.cmd:gsub("%s+#[^'\"]*$", "")
         local bg = cmd:match("^(.-)%s*&$")
         local out = assert(core.open(term, "a"))
-        local proc = assert(core.spawn { argv = { "sh", "-c", bg or cmd }, env = env,
+        local proc = assert(core.spawn { argv = { "sh", "-c", bg and ("exec " .. bg) or cmd }, env = env,
           fds = { [0] = false, [1] = out, [2] = out } })
         out:close()
         if bg then

@@ -9,9 +9,10 @@
 -- "?" when optional, complete), tail ("command": the command to run
 -- starts at `--` or at the first word after the args; "after--": only
 -- after `--`), fast (the fast path parses it), commands (subcommands),
--- handler.
+-- aliases (other names it answers to, as `ip netns` spells them), handler
+-- (none: the CLI itself answers it).
 --
--- An option: flag, help, value (its argname when it takes one), default,
+-- An option: flag, short (its one-letter alias), help, value (its argname when it takes one), default,
 -- count ("*": repeatable, a list), key (the result's field; default: the
 -- flag's name with `_`), complete (a list of words, or "files").
 local M = {}
@@ -33,7 +34,7 @@ M.GLOBAL_OPTIONS = {
     complete = { "auto", "pasta", "slirp4netns" } },
   { flag = "--log-level", help = "error, warn, info or debug.", value = "LEVEL",
     complete = { "error", "warn", "info", "debug" } },
-  { flag = "--version", help = "Print the version and exit." },
+  { flag = "--version", short = "-V", help = "Print the version and exit." },
 }
 
 M.COMMANDS = {
@@ -60,11 +61,12 @@ M.COMMANDS = {
     commands = {
       { name = "add", summary = "Create a namespace (a random netns-<uuid> without NAME); print its name.",
         args = { { name = "name", help = "Its name.", count = "?" } }, options = { JSON } },
-      { name = "list", summary = "The namespaces: state, address, processes inside.", options = { JSON } },
+      { name = "list", aliases = { "ls" }, summary = "The namespaces: state, address, processes inside.",
+        options = { JSON } },
       { name = "exec", summary = "Run CMD inside NAME (default: $SHELL); the exit status is CMD's.",
         usage = "Usage: rootlessnetns netns exec [-h] NAME [--] [CMD [ARG...]]", args = { NAME },
         tail = "command", fast = true },
-      { name = "del", summary = "Delete a namespace (disconnected first).", args = { NAME },
+      { name = "del", aliases = { "delete" }, summary = "Delete a namespace (disconnected first).", args = { NAME },
         options = { { flag = "--force", help = "Kill the processes still inside first." }, JSON } },
       { name = "connect", summary = "Plug NAME into a network (default: `default`) in the rootless netns.",
         args = { NAME },
@@ -115,6 +117,9 @@ M.COMMANDS = {
       { name = "status", summary = "Each node and network of FILE: up to date, missing or differs.",
         args = { FILE }, options = { JSON, { flag = "--dot", help = "Print the topology as Graphviz DOT." } } },
     } },
+  { name = "help", summary = "Show the help of COMMAND [SUBCOMMAND], or of every command.",
+    args = { { name = "topic", help = "A command, and one of its subcommands.", count = "*",
+      complete = "commands" } } },
 }
 
 --- The result field of option @o.
@@ -122,13 +127,23 @@ function M.key(o)
   return o.key or o.flag:gsub("^%-%-", ""):gsub("-", "_")
 end
 
---- The command (or, with @sub, subcommand) declared as @name.
+--- Is @c declared as @name, or has it @name as an alias?
+local function named(c, name)
+  if c.name == name then return true end
+  for _, a in ipairs(c.aliases or {}) do
+    if a == name then return true end
+  end
+  return false
+end
+
+--- The command (or, with @sub, subcommand) declared as @name (or an
+-- alias of it).
 function M.find(name, sub)
   for _, c in ipairs(M.COMMANDS) do
-    if c.name == name then
+    if named(c, name) then
       if sub == nil then return c end
       for _, s in ipairs(c.commands or {}) do
-        if s.name == sub then return s end
+        if named(s, sub) then return s end
       end
       return nil
     end

@@ -42,7 +42,7 @@ function M.candidates(words, getenv)
     local w = words[i]
     if value_of then
       value_of = nil
-    elseif w == "--" and decl then
+    elseif w == "--" and decl and decl.tail then
       return "command " .. (i + 1), {}
     elseif w:sub(1, 1) == "-" then
       local o = find_option(decl, w)
@@ -74,6 +74,14 @@ function M.candidates(words, getenv)
   if not decl or decl.commands then
     local out = {}
     for _, c in ipairs(decl and decl.commands or commands.COMMANDS) do out[#out + 1] = c.name end
+    return "words", out
+  end
+  if decl.name == "help" then
+    -- a command, then one of its subcommands
+    local list = positional == 0 and commands.COMMANDS
+      or positional == 1 and (commands.find(words[n - 1]) or {}).commands or {}
+    local out = {}
+    for _, c in ipairs(list) do out[#out + 1] = c.name end
     return "words", out
   end
   local arg = (decl.args or {})[positional + 1]

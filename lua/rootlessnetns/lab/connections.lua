@@ -157,6 +157,9 @@ local function enable_forwarding(bridges)
     return f:close() and ok ~= nil
   end
   assert(put("/proc/sys/net/ipv4/ip_forward", "1"), "cannot enable IPv4 forwarding")
+  -- the bridges and veths made from here on are usable over IPv6 at once
+  -- (a tentative link-local address cannot resolve a neighbour)
+  put("/proc/sys/net/ipv6/conf/default/accept_dad", "0")
   for _, link in ipairs(child.link_names()) do
     if link ~= "lo" and not bridges[link] and not link:match("^" .. M.HOST_IF_PREFIX .. "%d+$") then
       put(("/proc/sys/net/ipv6/conf/%s/accept_ra"):format(link), "2")
@@ -357,6 +360,13 @@ function M.connect(ns, name, pin, n, up, opts)
   core.fault_point("connect-veth")
   local mine = M.leases_of(data, name)
   if ok then
+    -- its link-local address is never tentative: a command that starts
+    -- right away (or a router forwarding for it) resolves neighbours
+    inside.call(pin, function()
+      local f = io.open(("/proc/sys/net/ipv6/conf/%s/accept_dad"):format(lease.interface), "w")
+      if f then f:write("0") f:close() end
+      return true
+    end)
     lease.default_route = takes_default(lease, mine, opts)
     lease.default_route6 = lease.default_route and route6 and lease.address6 ~= nil or nil
     ok, err = ip_batch(pin, text.address(lease))

@@ -1,7 +1,8 @@
 --- Names in the lab: inside `netns exec NAME`, /etc/hosts lists every
--- namespace that shares a network with NAME, as `OTHER.NETWORK` (and
--- `OTHER` on the first network they share, by name), with its addresses
--- on that network; NAME itself is listed the same way.  Each namespace's
+-- connected namespace as `OTHER.NETWORK`, with its addresses on that
+-- network, and as `OTHER` on the first network it shares with NAME (so a
+-- namespace behind a router is found by name too); NAME itself is listed
+-- the same way.  Each namespace's
 -- file is `<state dir>/hosts/NAME`, bind-mounted on /etc/hosts by exec
 -- and rewritten in place (the same inode) on every connect, disconnect
 -- and del, so running commands see the change.
@@ -17,25 +18,36 @@ M.HEADER = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 function M.path(ns, name) return ns.paths.base .. "/hosts/" .. name end
 
 --- The /etc/hosts text of namespace @name, from @members: network ->
--- {namespace -> lease} (connected leases only).  Pure.
+-- {namespace -> lease} (connected leases only).  Every connected
+-- namespace is `OTHER.NETWORK` on each of its networks; the plain `OTHER`
+-- is its address on the first network it shares with @name (by name), or
+-- on its first network when they share none (reached through a router).
+-- Pure.
 function M.text(name, members)
-  local nets = {}
+  local mine, nets = {}, {}
   for net, m in pairs(members) do
-    if m[name] then nets[#nets + 1] = net end
+    nets[#nets + 1] = net
+    if m[name] then mine[net] = true end
   end
   table.sort(nets)
-  local lines, named = { M.HEADER }, {}
+  local plain = {}
+  for _, pass in ipairs { "shared", "any" } do
+    for _, net in ipairs(nets) do
+      if pass == "any" or mine[net] then
+        for other in pairs(members[net]) do
+          if not plain[other] then plain[other] = net end
+        end
+      end
+    end
+  end
+  local lines = { M.HEADER }
   for _, net in ipairs(nets) do
     local others = {}
     for other in pairs(members[net]) do others[#others + 1] = other end
     table.sort(others)
     for _, other in ipairs(others) do
       local lease = members[net][other]
-      local names = other .. "." .. net
-      if not named[other] then
-        names = names .. " " .. other
-        named[other] = true
-      end
+      local names = other .. "." .. net .. (plain[other] == net and (" " .. other) or "")
       lines[#lines + 1] = ("%s\t%s\n"):format(lease.address, names)
       if lease.address6 then lines[#lines + 1] = ("%s\t%s\n"):format(lease.address6, names) end
     end

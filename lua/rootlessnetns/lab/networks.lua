@@ -98,8 +98,9 @@ local function overlap(ns, nets, sub, except)
     local other = name ~= except and addrpool.network(n.subnet)
     if other and addrpool.overlaps(sub, other) then return ("network `%s` (%s)"):format(name, n.subnet) end
   end
-  local slirp = addrpool.network(ns.cfg.slirp4netns and ns.cfg.slirp4netns.cidr or "10.0.2.0/24")
-  if slirp and addrpool.overlaps(sub, slirp) then return "slirp4netns's network " .. ns.cfg.slirp4netns.cidr end
+  local slirp_cidr = ns.cfg.slirp4netns and ns.cfg.slirp4netns.cidr or "10.0.2.0/24"
+  local slirp = addrpool.network(slirp_cidr)
+  if slirp and addrpool.overlaps(sub, slirp) then return "slirp4netns's network " .. slirp_cidr end
   return nil
 end
 

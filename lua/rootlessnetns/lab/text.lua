@@ -24,8 +24,8 @@ function M.bridge(c, n)
   return lines
 end
 
---- One nft transaction that replaces our table whole, for the networks
--- @nets (list): what leaves a network that is not internal for
+--- One nft transaction that replaces our table whole, for the list of
+-- networks @nets: what leaves a network that is not internal for
 -- elsewhere than the lab is masqueraded (IPv4 and IPv6); an internal
 -- network's bridge forwards nothing out.  (The table of older versions,
 -- `ip rootlessnetns`, goes too.)
@@ -55,7 +55,9 @@ function M.rules(nets)
   lines[#lines + 1] = "  chain forward {"
   lines[#lines + 1] = "    type filter hook forward priority filter; policy accept;"
   for _, n in ipairs(nets) do
-    if n.internal then lines[#lines + 1] = ("    iifname %q drop"):format(n.bridge) end
+    -- (routed only: where br_netfilter is loaded, frames bridged between
+    -- two namespaces on the network pass this hook too, out the bridge)
+    if n.internal then lines[#lines + 1] = ("    iifname %q oifname != %q drop"):format(n.bridge, n.bridge) end
   end
   lines[#lines + 1] = "  }"
   lines[#lines + 1] = "}"
@@ -63,8 +65,8 @@ function M.rules(nets)
 end
 
 --- The veth pair of a lease, run in the rootless netns: its host end on
--- its network's bridge, its other end moved into the namespace pinned at
--- @peer_pin.
+-- its network's bridge, its other end moved into the namespace pinned
+-- at @peer_pin.
 function M.veth(lease, c, peer_pin)
   local mtu = mtu_of(c)
   return {
