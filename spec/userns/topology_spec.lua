@@ -88,7 +88,7 @@ describe("lab up and down", function()
     helper.cleanup_dirs()
   end)
 
-  userns_it("the two-tier example: db reaches web through the router", function()
+  userns_it("the two-tier example: db reaches web through the router, by address and by name", function()
     local out = ok { "lab", "up", EXAMPLE }
     assert.matches("created network back\n", out)
     assert.matches("started 1 command in web\n", out)
@@ -98,7 +98,8 @@ describe("lab up and down", function()
     assert.matches("via 10%.90%.1%.2", ok { "netns", "exec", "db", "ip", "route", "get", "10.90.0.10" })
     local script = "for i in $(seq 20); do nc -N -w 2 %s 8080 && exit 0; sleep 0.1; done; exit 1"
     assert.equal("hello from web\n", ok { "netns", "exec", "db", "sh", "-c", script:format("10.90.0.10") })
-    -- by name: the router, on the network db shares with it
+    -- by name: web, reached through the router, and the router itself
+    assert.equal("hello from web\n", ok { "netns", "exec", "db", "sh", "-c", script:format("web") })
     ok { "netns", "exec", "db", "ping", "-c", "1", "-W", "5", "router" }
     -- the traffic went through the router: its forwarding is on
     assert.equal("1\n", ok { "netns", "exec", "router", "cat", "/proc/sys/net/ipv4/ip_forward" })
