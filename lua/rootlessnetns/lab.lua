@@ -529,6 +529,18 @@ function Lab:ports(name)
   return out
 end
 
+--- Make the lab a topology describes (a file, or the table it returns),
+-- changing only what differs: see rootlessnetns.lab.apply.up.
+function M.up(l, topology, opts) return require("rootlessnetns.lab.apply").up(l, topology, opts) end
+
+--- Remove what `up` of a topology made, and nothing else: see
+-- rootlessnetns.lab.apply.down.
+function M.down(l, topology, opts) return require("rootlessnetns.lab.apply").down(l, topology, opts) end
+
+--- Each node and network of a topology, wanted against live: see
+-- rootlessnetns.lab.apply.status.
+function M.status(l, topology, opts) return require("rootlessnetns.lab.apply").status(l, topology, opts) end
+
 -- (a Lab shares its Netns handle's way in: a worker, or in-process)
 require("rootlessnetns.worker").wrap(Lab, { "add", "list", "exec", "del", "connect", "disconnect",
   "publish", "unpublish", "ports", "network_create", "networks", "network_rm" },

@@ -10,11 +10,17 @@ local EXAMPLES = helper.ROOT .. "/examples"
 describe("examples", function()
   local fx = helper.state_fixture(before_each, after_each)
 
-  it("all load and validate", function()
+  it("all load and validate: configs, and the topology files", function()
     local names = assert(core.listdir(EXAMPLES))
     assert.is_true(#names >= 4)
+    local topology = require "rootlessnetns.lab.topology"
     for _, name in ipairs(names) do
-      assert(config.load(EXAMPLES .. "/" .. name))
+      local path = EXAMPLES .. "/" .. name
+      if helper.read(path):match("^%-%- A topology file") then
+        assert(topology.load(path))
+      else
+        assert(config.load(path))
+      end
     end
   end)
 

@@ -24,6 +24,7 @@ local PUBLISH = { flag = "--publish", help = "Publish a port: [HOSTIP:]HOSTPORT[
   value = "SPEC", count = "*" }
 local PORT_NETNS = { flag = "--netns", help = "A named namespace's ports (default: the rootless netns's).",
   value = "NAME", complete = "netns" }
+local FILE = { name = "file", help = "The topology: a Lua file returning networks and nodes.", complete = "files" }
 local SPEC = { name = "spec", help = "[HOSTIP:]HOSTPORT[:PORT][/tcp|/udp]; HOSTIP is 127.0.0.1 unless given.",
   count = "+" }
 
@@ -105,6 +106,16 @@ M.COMMANDS = {
       { name = "list", summary = "The published ports and their connections.", options = { PORT_NETNS, JSON } },
       { name = "rm", summary = "Stop publishing ports (other connections go on).", args = { SPEC },
         options = { PORT_NETNS } },
+    } },
+  { name = "lab", summary = "A topology file of networks and namespaces, made, compared and removed.",
+    handler = "lab",
+    commands = {
+      { name = "up", summary = "Make what FILE describes; change only what differs from what is live.",
+        args = { FILE }, options = { JSON } },
+      { name = "down", summary = "Remove what `lab up FILE` made, and nothing else.", args = { FILE },
+        options = { JSON } },
+      { name = "status", summary = "Each node and network of FILE: up to date, missing or differs.",
+        args = { FILE }, options = { JSON, { flag = "--dot", help = "Print the topology as Graphviz DOT." } } },
     } },
   { name = "help", summary = "Show the help of COMMAND [SUBCOMMAND], or of every command.",
     args = { { name = "topic", help = "A command, and one of its subcommands.", count = "*",

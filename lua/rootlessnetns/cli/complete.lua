@@ -87,6 +87,7 @@ function M.candidates(words, getenv)
   local arg = (decl.args or {})[positional + 1]
   if arg then
     if arg.complete == "netns" then return "words", namespace_names(getenv) end
+    if arg.complete == "files" then return "files", {} end
     return "none", {}
   end
   if decl.tail == "command" then return "command " .. n, {} end
