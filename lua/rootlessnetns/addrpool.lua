@@ -54,7 +54,7 @@ function M.subnet(text)
     return nil, ("subnet `%s` has host bits set (did you mean %s/%d?)"):format(
       text, M.format_ipv4(network), prefix)
   end
-  -- (no room for a lab: this host, link-local, multicast, reserved)
+  -- (no room for a lab: this host, loopback, multicast, reserved)
   for _, r in ipairs(M.UNUSABLE4) do
     if M.overlaps({ network = network, prefix = prefix }, r) then
       return nil, ("subnet `%s` is within %s (%s): not for a network"):format(text, r.cidr, r.what)
@@ -71,7 +71,7 @@ end
 --- IPv4 ranges no lab network may use.
 M.UNUSABLE4 = {}
 for _, r in ipairs {
-  { "0.0.0.0/8", "this network" }, { "127.0.0.0/8", "loopback" }, { "169.254.0.0/16", "link-local" },
+  { "0.0.0.0/8", "this network" }, { "127.0.0.0/8", "loopback" },
   { "224.0.0.0/4", "multicast" }, { "240.0.0.0/4", "reserved" },
 } do
   local a, p = r[1]:match("^(.+)/(%d+)$")
@@ -132,15 +132,19 @@ function M.next_free(net, leases, last)
   return nil, ("no free address left in %s (%d leased)"):format(net.cidr, span)
 end
 
---- The smallest index not used by a lease: host-side interfaces are
--- named after it, which keeps them within the kernel's 15 characters.
-function M.free_index(leases)
+--- Indices stay below this: `rlnsv999999` fits the kernel's 15 characters.
+M.INDEX_LIMIT = 1000000
+
+--- The index a new lease gets: the first after @last (an index or nil)
+-- that no lease uses, round below M.INDEX_LIMIT; host-side interfaces
+-- are named after it.
+function M.free_index(leases, last)
   local used = {}
   for _, lease in pairs(leases) do
     if type(lease) == "table" and math.type(lease.index) == "integer" then used[lease.index] = true end
   end
-  local i = 0
-  while used[i] do i = i + 1 end
+  local i = math.type(last) == "integer" and (last + 1) % M.INDEX_LIMIT or 0
+  while used[i] do i = (i + 1) % M.INDEX_LIMIT end
   return i
 end
 

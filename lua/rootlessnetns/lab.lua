@@ -141,7 +141,14 @@ function Lab:add(name)
   local path, cerr
   path, cerr, code = core.netns_create_in(self.ns.named_dir, name)
   if path then
-    ok, cerr = inside.call(path, function() return assert(core.link_up("lo")) end)
+    ok, cerr = inside.call(path, function()
+      -- the interfaces it gets are usable over IPv6 at once: a tentative
+      -- link-local address cannot resolve a neighbour (a command started
+      -- right after connect, a router forwarding for it)
+      local f = io.open("/proc/sys/net/ipv6/conf/default/accept_dad", "w")
+      if f then f:write("0") f:close() end
+      return assert(core.link_up("lo"))
+    end)
     if not ok then core.netns_unmount(path, 5000) end
   end
   if not path or not ok then
@@ -286,7 +293,7 @@ function Lab:del(name, opts)
     end
     local data = connections.repair(self.ns, { clean_up = true })
     if next(connections.leases_of(data, name)) then
-      ok, err = connections.disconnect(self.ns, name, nil)
+      ok, err = connections.disconnect(self.ns, name, nil, pin, { namespace_goes = true })
       if not ok then return nil, err end
     end
   end
@@ -459,6 +466,15 @@ function Lab:network_rm(name, opts)
     end
   end
   return networks.forget(self.ns, name)
+end
+
+-- Rewrite every named namespace's /etc/hosts (after a batch that held
+-- them back: rootlessnetns.lab.apply).
+function Lab:_refresh_names()
+  local s <close> = session.begin(self.ns, false)
+  if not s then return end
+  local live = s.holder and core.nsfs(self.ns.paths.pin)
+  connections.refresh_hosts(self.ns, live and state.read_leases(self.ns.paths) or { leases = {}, nets = {} })
 end
 
 -- The live named namespace @name, for a port command: the session and

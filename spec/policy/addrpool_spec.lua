@@ -65,6 +65,9 @@ describe("the address allocator", function()
   it("names host interfaces by the smallest free index", function()
     assert.equal(0, addrpool.free_index {})
     assert.equal(1, addrpool.free_index { a = { index = 0 }, b = { index = 2 } })
+    -- round from the last one handed out, past those in use
+    assert.equal(3, addrpool.free_index({ a = { index = 0 }, b = { index = 2 } }, 1))
+    assert.equal(0, addrpool.free_index({}, addrpool.INDEX_LIMIT - 1))
   end)
 end)
 

@@ -115,7 +115,15 @@ local function guarded(l, topo, opts, fn)
   if not lock then return nil, lerr, lcode, lstage, lsig end
   local rec, rerr, rcode = open_record(l, id)
   if not rec then return nil, rerr, rcode end
+  -- the names in /etc/hosts are written once, at the end, not once per
+  -- node (each connect would rewrite every namespace's)
+  l.ns.hosts_deferred = true
   local res = table.pack(pcall(fn, rec, file))
+  l.ns.hosts_deferred = nil
+  if l.ns.hosts_pending then
+    l.ns.hosts_pending = nil
+    l:_refresh_names()
+  end
   if res[1] then return table.unpack(res, 2, res.n) end
   local e = res[2]
   if getmetatable(e) == Failure then return nil, e.msg, e.code, e.stage, e.sig end

@@ -89,11 +89,30 @@ function M.repair(ns, opts)
       changed = true
     end
   end
-  local orphans = text.orphans(inside.call(p.pin, child.link_names) or {}, keep, M.HOST_IF_PREFIX)
+  -- veths of a namespace just deleted are the kernel's to remove (in the
+  -- background); those still there are left alone, the others forgotten
+  local links = inside.call(p.pin, child.link_names) or {}
+  if type(data.going) == "table" then
+    local present, still = {}, {}
+    for _, l in ipairs(links) do present[l] = true end
+    for _, g in ipairs(data.going) do
+      -- (its namespace still pinned: a del killed before it unpinned,
+      -- and the veth is an orphan like any other)
+      if type(g) == "table" and present[g.link] and type(g.pin) == "string" and not core.nsfs(g.pin) then
+        keep[g.link] = true
+        still[#still + 1] = g
+      end
+    end
+    changed = changed or #still ~= #data.going
+    data.going = #still > 0 and still or nil
+  end
+  local orphans = text.orphans(links, keep, M.HOST_IF_PREFIX)
   if #orphans > 0 then
     log.debug("removing %d orphaned veth(s)", #orphans)
-    local ok, err = ip_batch(p.pin, orphans)
-    if not ok then log.warn("remove orphaned veths: %s", err) end
+    -- (-force: on past one that went meanwhile, as those of a namespace
+    -- just deleted do, in the background)
+    local ok, err = M.run_in(p.pin, { "ip", "-force", "-batch", "-" }, table.concat(orphans, "\n") .. "\n")
+    if not ok and not err:find("Cannot find device", 1, true) then log.warn("remove orphaned veths: %s", err) end
   end
   if changed then
     state.write_leases(p, data)
@@ -127,8 +146,13 @@ function M.members(data)
   return out
 end
 
---- Rewrite /etc/hosts of every named namespace from @data.
+--- Rewrite /etc/hosts of every named namespace from @data (once at the
+-- end instead, while `ns.hosts_deferred`: a `lab up` of many nodes).
 function M.refresh_hosts(ns, data)
+  if ns.hosts_deferred then
+    ns.hosts_pending = true
+    return
+  end
   local names = {}
   for _, name in ipairs(core.listdir(ns.paths.names) or {}) do
     if require("rootlessnetns.lab.names").check_name(name) then names[#names + 1] = name end
@@ -174,7 +198,7 @@ end
 -- @treturn[1] boolean the rootless netns has a way out over IPv6
 -- @treturn[1] boolean the bridge was made here
 -- @return[2] nil, message
-local function ensure_bridge(ns, n)
+local function ensure_bridge(ns, n, data)
   local pin = ns.paths.pin
   local all, bridges = {}, {}
   for _, other in pairs(networks.all(ns)) do
@@ -182,6 +206,15 @@ local function ensure_bridge(ns, n)
     bridges[other.bridge] = true
   end
   table.sort(all, function(a, b) return a.name < b.name end)
+  -- A bridge with namespaces on it, and rules as they were last set:
+  -- nothing to do (a connect of many namespaces pays for this once).
+  local rules = text.rules(all)
+  local rules_file = ns.paths.dir .. "/lab-rules.nft"
+  local on_it = false
+  for _, lease in pairs(state.net_leases(data, n.name).leases) do on_it = on_it or lease.connected == true end
+  if on_it and data.route6 ~= nil and core.readfile(rules_file, 1 << 20) == rules then
+    return data.route6, false
+  end
   local res, err = inside.call(pin, function()
     return { route6 = enable_forwarding(bridges), exists = core.if_index(n.bridge) ~= nil }
   end)
@@ -193,8 +226,10 @@ local function ensure_bridge(ns, n)
       return nil, "create the bridge: " .. berr
     end
   end
-  local ok, nerr = M.run_in(pin, { "nft", "-f", "-" }, text.rules(all))
+  local ok, nerr = M.run_in(pin, { "nft", "-f", "-" }, rules)
   if not ok then return nil, "masquerade: " .. nerr end
+  core.writefile(rules_file, rules, tonumber("600", 8))
+  data.route6 = res.route6 == true
   return res.route6, not res.exists
 end
 
@@ -255,7 +290,10 @@ local function reserve(data, name, n, c, opts)
   end
   local all = {}
   for _, e in ipairs(state.each_lease(data)) do all[#all + 1] = e.lease end
-  local index = addrpool.free_index(all)
+  -- (round from the last one: a host veth whose namespace was just
+  -- deleted may still be there, going away with it)
+  local index = addrpool.free_index(all, data.last_index)
+  data.last_index = index
   local mine = M.leases_of(data, name)
   local lease = {
     network = n.name, address = address, prefix = n.net.prefix, gateway = addrpool.format_ipv4(n.net.gateway),
@@ -349,7 +387,7 @@ function M.connect(ns, name, pin, n, up, opts)
   core.fault_point("connect-reserved")
 
   local route6, made
-  route6, made = ensure_bridge(ns, n)
+  route6, made = ensure_bridge(ns, n, data)
   ok = route6 ~= nil
   if not ok then err = made end
   if ok then
@@ -365,13 +403,6 @@ function M.connect(ns, name, pin, n, up, opts)
   core.fault_point("connect-veth")
   local mine = M.leases_of(data, name)
   if ok then
-    -- its link-local address is never tentative: a command that starts
-    -- right away (or a router forwarding for it) resolves neighbours
-    inside.call(pin, function()
-      local f = io.open(("/proc/sys/net/ipv6/conf/%s/accept_dad"):format(lease.interface), "w")
-      if f then f:write("0") f:close() end
-      return true
-    end)
     lease.default_route = takes_default(lease, mine, opts)
     lease.default_route6 = lease.default_route and route6 and lease.address6 ~= nil or nil
     ok, err = ip_batch(pin, text.address(lease))
@@ -409,7 +440,7 @@ end
 -- default route; the last one out cleans up the rootless netns.
 -- @treturn[1] true
 -- @return[2] nil, message, errno (ENOENT: not connected there)
-function M.disconnect(ns, name, net, pin)
+function M.disconnect(ns, name, net, pin, opts)
   local p = ns.paths
   local data = state.read_leases(p)
   local gone = {}
@@ -443,17 +474,31 @@ function M.disconnect(ns, name, net, pin)
       heir.default_route6 = had_default6 and heir.address6 ~= nil and heir.gateway6 ~= nil or nil
     end
   end
+  if opts and opts.namespace_goes then
+    -- its veths go with it, in the background: the next repairs leave
+    -- them alone while they are there
+    data.going = type(data.going) == "table" and data.going or {}
+    for _, lease in ipairs(gone) do
+      if math.type(lease.index) == "integer" then
+        data.going[#data.going + 1] = { link = M.HOST_IF_PREFIX .. lease.index, pin = pin }
+      end
+    end
+  end
   -- the record goes first: a disconnect killed after it leaves a veth
   -- that no lease names, which the next repair removes
   local ok, err = state.write_leases(p, data)
   if not ok then return nil, err end
   core.fault_point("disconnect-unleased")
-  local lines = {}
-  for _, lease in ipairs(gone) do
-    if math.type(lease.index) == "integer" then lines[#lines + 1] = "link del " .. M.HOST_IF_PREFIX .. lease.index end
+  -- (a namespace about to go takes its veths with it, the kernel's way:
+  -- in the background, far faster than one deletion at a time)
+  if not (opts and opts.namespace_goes) then
+    local lines = {}
+    for _, lease in ipairs(gone) do
+      if math.type(lease.index) == "integer" then lines[#lines + 1] = "link del " .. M.HOST_IF_PREFIX .. lease.index end
+    end
+    local dok, derr = ip_batch(p.pin, lines)
+    if not dok then log.warn("disconnect `%s`: %s", name, derr) end
   end
-  local dok, derr = ip_batch(p.pin, lines)
-  if not dok then log.warn("disconnect `%s`: %s", name, derr) end
   if heir and pin then
     local routes = { ("route replace default via %s dev %s"):format(heir.gateway, heir.interface) }
     if heir.default_route6 then
