@@ -395,6 +395,12 @@ function M.connect(ns, name, pin, n, up, opts)
     peer, err = core.open(pin, "r")
     if peer then
       ok, err = ip_batch(p.pin, text.veth(lease, c, PEER_PATH), { [PEER_FD] = peer })
+      if not ok and tostring(err):find("File exists", 1, true) then
+        -- no lease names this index: a veth of a namespace just deleted,
+        -- still going away in the background; removed, and made again
+        ip_batch(p.pin, { "link del " .. lease.host_interface })
+        ok, err = ip_batch(p.pin, text.veth(lease, c, PEER_PATH), { [PEER_FD] = peer })
+      end
       peer:close()
     else
       ok = nil
