@@ -388,9 +388,9 @@ end
 
 -- ------------------------------------------------------------ the record
 
---- The file name of the record of a topology file at absolute path
--- @abs: its characters outside [%w._-] escaped, a long one cut and told
--- apart by a hash.
+--- The file name of the record of the topology file whose absolute
+-- path is @abs: its characters outside [%w._-] escaped, a long one cut
+-- and told apart by a hash.
 function M.record_name(abs)
   local s = abs:gsub("[^%w._-]", function(c) return ("%%%02X"):format(c:byte()) end)
   if #s > 180 then
@@ -530,6 +530,8 @@ end
 --- What must change for the nodes: which namespaces to delete (ours, no
 -- longer wanted, or to be made anew because their start commands changed
 -- or may have half run) and which to add.
+-- @tparam table want the wanted nodes
+-- @tparam table rec the record of the last up
 -- @tparam table live l:list()
 -- @treturn[1] table {remove = {NAME...}, add = {NAME...}}
 -- @return[2] nil, message (a wanted name is someone else's namespace)
@@ -559,7 +561,7 @@ function M.node_plan(want, rec, live)
 end
 
 --- What must change in the connections of node @w (wanted), recorded as
--- @r, live as @l (an entry of l:list(), nil when made afresh).
+-- record @r, live as @l (an entry of l:list(), nil when made afresh).
 -- @treturn table {disconnect = {NET...}, connect = {link...}}
 function M.link_plan(w, r, l)
   local live = l and l.networks or {}
@@ -673,7 +675,7 @@ function M.config_script(wanted, applied, extra_old)
   return "set -e\n" .. table.concat(lines, "\n") .. "\n"
 end
 
---- @s quoted for sh.
+--- The string @s, quoted for sh.
 function M.quote(s)
   if s:match("^[%w@%%+=:,./_-]+$") then return s end
   return "'" .. s:gsub("'", "'\\''") .. "'"
