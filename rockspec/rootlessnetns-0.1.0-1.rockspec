@@ -55,6 +55,7 @@ build = {
     ["rootlessnetns.cli.port"] = "lua/rootlessnetns/cli/port.lua",
     ["rootlessnetns.cli.lab"] = "lua/rootlessnetns/cli/lab.lua",
     ["rootlessnetns.config"] = "lua/rootlessnetns/config.lua",
+    ["rootlessnetns.daemon"] = "lua/rootlessnetns/daemon.lua",
     ["rootlessnetns.doctor"] = "lua/rootlessnetns/doctor.lua",
     ["rootlessnetns.holder"] = "lua/rootlessnetns/holder.lua",
     ["rootlessnetns.log"] = "lua/rootlessnetns/log.lua",

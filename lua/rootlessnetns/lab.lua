@@ -344,20 +344,16 @@ function Lab:connect(name, opts)
     if ours then return stale(name) end
     return not_found(name)
   end
-  local publish = {}
-  for i, spec in ipairs(opts.publish or {}) do
-    local port, perr, pcode = ports.parse(spec)
-    if not port then return nil, perr, pcode end
-    publish[i] = port
-  end
+  local publish, perr, pcode = ports.parse_all(opts.publish or {}, true)
+  if not publish then return nil, perr, pcode end
   local up, uerr, ucode, ustage, usig = instance.get_or_create(self.ns, s.holder)
   if not up then return nil, uerr, ucode, ustage, usig end
   local t = ports.target(self.ns, name)
   local before = {}
   for _, p in ipairs(ports.recorded(t)) do before[p.id] = true end
   if #publish > 0 then
-    local pok, perr, pcode = ports.publish_all(self.ns, t, s.holder, publish)
-    if not pok then return nil, perr, pcode end
+    local pok, puberr, pubcode = ports.publish_all(self.ns, t, s.holder, publish)
+    if not pok then return nil, puberr, pubcode end
   end
   local lease, lerr2, lcode2 = connections.connect(self.ns, name, self:_pin(name), net, up,
     { ip = opts.ip, ip6 = opts.ip6, default_route = opts.default_route, shape = shape })

@@ -190,12 +190,8 @@ end
 function Netns:setup(nets, cmd, opts)
   local n, nerr, ncode, nstage = check_counted(nets, cmd)
   if not n then return nil, nerr, ncode, nstage end
-  local publish = {}
-  for i, spec in ipairs(opts and opts.publish or {}) do
-    local port, perr, pcode = ports.parse(spec)
-    if not port then return nil, perr, pcode, "usage" end
-    publish[i] = port
-  end
+  local publish, perr, pcode = ports.parse_all(opts and opts.publish or {}, true)
+  if not publish then return nil, perr, pcode, "usage" end
   local s <close>, serr, scode, sstage, ssig = session.begin(self, true)
   if not s then return nil, serr, scode, sstage, ssig end
   local up, uerr, ucode, ustage, usig = instance.get_or_create(self, s.holder)

@@ -25,18 +25,18 @@
 -- command that looks (port commands, status, setup, netns connect).
 -- Every function here is called with the state lock held, in the holder.
 local core = require "rootlessnetns"
+local daemon = require "rootlessnetns.daemon"
 local log = require "rootlessnetns.log"
 local state = require "rootlessnetns.state"
 
 local errno = core.errno
-local PRIVATE_DIR, PRIVATE_FILE = tonumber("700", 8), tonumber("600", 8)
+local PRIVATE_DIR = tonumber("700", 8)
 
 local M = {}
 
 -- (rootlessnetns.procs knows it by this title: no user of a namespace)
 M.TITLE = "rootlessnetns-ports"
 M.MAIN = "rootless-netns"
-M.READY_TIMEOUT_MS = 5000
 M.REPLY_TIMEOUT_MS = 5000
 M.UDP_IDLE_MS = 60000
 
@@ -53,12 +53,7 @@ local function parse_port(text, what, spec)
 end
 
 local function ipv4(text)
-  local a, b, c, d = text:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
-  if not a then return false end
-  for _, o in ipairs { a, b, c, d } do
-    if #o > 3 or tonumber(o) > 255 then return false end
-  end
-  return true
+  return require("rootlessnetns.addrpool").parse_ipv4(text) ~= nil
 end
 
 local function ipv6(text)
@@ -144,6 +139,22 @@ end
 
 -- Is @p a port's fields (as JSON gives them back: numbers may be floats)?
 -- Its ports become integers.
+--- The targets that have files under `ports/` (records; with
+-- @also_forwarders, forwarder identities too), the rootless netns first.
+local function targets(ns, also_forwarders)
+  local seen, out = {}, {}
+  for _, file in ipairs(core.listdir(ns.paths.base .. "/ports") or {}) do
+    local key = file:match("^(.+)%.json$") or (also_forwarders and file:match("^(.+)%.forwarder$"))
+    local name = key and key ~= M.MAIN and key:match("^netns%-(.+)$") or nil
+    if key and (key == M.MAIN or name) and not seen[key] then
+      seen[key] = true
+      out[#out + 1] = M.target(ns, name)
+    end
+  end
+  table.sort(out, function(a, b) return (a.name or "") < (b.name or "") end)
+  return out
+end
+
 local function fields_ok(p)
   if not (type(p) == "table" and PROTOS[p.proto] and type(p.host_ip) == "string") then return false end
   p.host_port, p.inside_port = math.tointeger(p.host_port), math.tointeger(p.inside_port)
@@ -253,14 +264,13 @@ function M.forwarder_main(pin, dir, key, holder_pid, holder_starttime)
   local cjson = require "cjson.safe"
   local t = { dir = dir, record = dir .. "/" .. key .. ".json", forwarder = dir .. "/" .. key .. ".forwarder",
     sock = key .. ".sock", status = dir .. "/" .. key .. ".status" }
-  local me_pid = core.getpid()
-  local me = ("%d %d\n"):format(me_pid, (core.starttime(me_pid)))
+  local me = daemon.me()
   local hpid, hst = math.tointeger(tonumber(holder_pid)), math.tointeger(tonumber(holder_starttime))
-  local function say(text) core.writefile(t.status, text, PRIVATE_FILE) end
+  local function fail(err) daemon.say(t.status, false, err) end
   local ours, theirs = core.socketpair()
-  if not ours then return say("error " .. tostring(theirs) .. "\n") end
+  if not ours then return fail(theirs) end
   local net, nerr = core.open(pin, "r")
-  if not net then return say("error " .. tostring(nerr) .. "\n") end
+  if not net then return fail(nerr) end
   local maker = core.fork()
   if maker == 0 then
     ours:close()
@@ -274,25 +284,23 @@ function M.forwarder_main(pin, dir, key, holder_pid, holder_starttime)
   end
   net:close()
   theirs:close()
-  if not maker then return say("error cannot start the socket maker\n") end
+  if not maker then return fail("cannot start the socket maker") end
   local fw <close>, ferr = core.forwarder(ours)
-  if not fw then return say("error " .. tostring(ferr) .. "\n") end
+  if not fw then return fail(ferr) end
   local dirfd <close>, derr = core.open(dir, "path")
-  if not dirfd then return say("error " .. tostring(derr) .. "\n") end
+  if not dirfd then return fail(derr) end
   core.unlink(dir .. "/" .. t.sock)
   local ctl <close>, cerr = core.unix_listen(dirfd, t.sock)
-  if not ctl then return say("error " .. tostring(cerr) .. "\n") end
+  if not ctl then return fail(cerr) end
   local failed = {}
   for _, p in ipairs(M.recorded(t)) do
     local res = serve(fw, { op = "add", port = p })
     if not res.ok then failed[#failed + 1] = ("%s: %s"):format(p.spec, tostring(res.error)) end
   end
-  say("ok\n" .. table.concat(failed, "\n"))
-  -- The record is written once our pid is known: wait for it (bounded).
-  local deadline = core.clock() + M.READY_TIMEOUT_MS / 1000
-  while core.readfile(t.forwarder, 64) ~= me and core.clock() < deadline do core.sleep(10) end
+  daemon.say(t.status, true, nil, failed)
+  daemon.await_record(t.forwarder, me)
   local signals <close> = core.block_signals { core.SIGTERM, core.SIGINT, core.SIGHUP }
-  while core.readfile(t.forwarder, 64) == me and (not hpid or core.alive(hpid, hst)) do
+  while daemon.named(t.forwarder, me) and (not hpid or core.alive(hpid, hst)) do
     local why = fw:run(ctl, 1000, signals)
     if why == "wake" then
       local conn = core.accept(ctl, 0)
@@ -307,7 +315,7 @@ function M.forwarder_main(pin, dir, key, holder_pid, holder_starttime)
     end
   end
   -- (the socket is ours to remove only while nobody replaced us)
-  if core.readfile(t.forwarder, 64) == me then core.unlink(dir .. "/" .. t.sock) end
+  if daemon.named(t.forwarder, me) then core.unlink(dir .. "/" .. t.sock) end
 end
 
 --- The live forwarder of target @t, if any.
@@ -334,39 +342,18 @@ local function start(ns, t, h)
   stop_forwarder(t)
   local ok, err, code = core.mkdir(t.dir, PRIVATE_DIR)
   if not ok and code ~= errno.EEXIST then return nil, err end
-  core.unlink(t.status)
-  local pid, derr = core.detached(M.TITLE, FORWARDER, package.path, package.cpath, t.pin, t.dir, t.key,
-    tostring(h.pid), tostring(h.starttime))
-  if not pid then return nil, derr end
-  local st = core.starttime(pid)
-  ok, err = false, "the port forwarder ended at once"
-  if st then ok, err = state.write_identity(t.forwarder, pid, st) end
-  if not ok then
-    if st then core.kill(pid, st, core.SIGKILL) end
-    return nil, err
-  end
-  local deadline = core.clock() + M.READY_TIMEOUT_MS / 1000
-  local said, sig
-  repeat
-    said = core.readfile(t.status, 1 << 20)
-    if said or not core.alive(pid, st) then break end
-    if ns.signals then sig = ns.signals:wait(1) else core.sleep(1) end
-  until sig or core.clock() > deadline
-  core.unlink(t.status)
-  if sig then
+  local fwd, failed = daemon.start(ns, {
+    title = M.TITLE, code = FORWARDER,
+    args = { package.path, package.cpath, t.pin, t.dir, t.key, tostring(h.pid), tostring(h.starttime) },
+    record = t.forwarder, status = t.status, doing = "starting the port forwarder",
+    failed = "start the port forwarder", silent = "it did not answer", gone = "the port forwarder ended at once",
+  })
+  if not fwd then
     stop_forwarder(t)
-    return nil, ("interrupted by signal %d while starting the port forwarder"):format(sig)
+    return nil, failed
   end
-  local verdict, rest = (said or ""):match("^([^\n]*)\n?(.*)$")
-  if verdict ~= "ok" then
-    stop_forwarder(t)
-    return nil, "start the port forwarder: " .. (verdict and verdict ~= "" and verdict:gsub("^error ", "")
-      or "it did not answer")
-  end
-  local failed = {}
-  for line in (rest or ""):gmatch("[^\n]+") do failed[#failed + 1] = line end
-  log.debug("started the port forwarder of %s (pid %d)", t.key, pid)
-  return { pid = pid, starttime = st }, failed
+  log.debug("started the port forwarder of %s (pid %d)", t.key, fwd.pid)
+  return fwd, failed
 end
 
 --- Is this process in the host's network namespace (the holder's)?  A
@@ -456,10 +443,7 @@ function M.publish(ns, t, h, spec)
   end
   local list = M.recorded(t)
   -- (on any target: one host port, one forward)
-  local names = { false }
-  for _, n in ipairs(M.named_targets(ns)) do names[#names + 1] = n end
-  for _, n in ipairs(names) do
-    local other = M.target(ns, n or nil)
+  for _, other in ipairs(targets(ns)) do
     for _, p in ipairs(other.key == t.key and list or M.recorded(other)) do
       if p.id == port.id then
         return nil, ("%s is already published (to port %d of %s); `rootlessnetns port rm%s %s` first")
@@ -519,10 +503,7 @@ end
 --- A forward of any target on the same host port and protocol as @port
 -- (another address of it), as {port, target}.
 function M.published_on(ns, port)
-  local names = { false }
-  for _, n in ipairs(M.named_targets(ns)) do names[#names + 1] = n end
-  for _, n in ipairs(names) do
-    local t = M.target(ns, n or nil)
+  for _, t in ipairs(targets(ns)) do
     for _, p in ipairs(M.recorded(t)) do
       if p.host_port == port.host_port and p.proto == port.proto and p.id ~= port.id then
         return { port = p, target = t }
@@ -606,12 +587,13 @@ function M.unpublish_all(ns, t, h, list)
   return true
 end
 
---- Parse a spec or a list of specs.
+--- Parse a spec or a list of specs (an empty list only when
+-- @may_be_empty: `setup` without --publish).
 -- @treturn[1] table list of ports
 -- @return[2] nil, message, EINVAL
-function M.parse_all(specs)
+function M.parse_all(specs, may_be_empty)
   if type(specs) ~= "table" then specs = { specs } end
-  if #specs == 0 then return nil, "no port spec given", errno.EINVAL end
+  if #specs == 0 and not may_be_empty then return nil, "no port spec given", errno.EINVAL end
   local out = {}
   for i, spec in ipairs(specs) do
     local port, err, code = M.parse(spec)
@@ -660,20 +642,12 @@ function M.tend(ns, h, live)
   -- (from inside a namespace, a forwarder would listen there: the next
   -- command from the host starts it)
   if not M.in_host_netns(h) then return end
-  local dir = ns.paths.base .. "/ports"
-  for _, file in ipairs(core.listdir(dir) or {}) do
-    local key = file:match("^(.+)%.json$")
-    if key then
-      local name = key ~= M.MAIN and key:match("^netns%-(.+)$") or nil
-      if key == M.MAIN or name then
-        local t = M.target(ns, name)
-        if not live(t) then
-          M.forget(ns, name)
-        elseif not alive(t) then
-          local ok, err = ensure(ns, t, h)
-          if not ok then log.warn("ports of %s: %s", target_text(t), err) end
-        end
-      end
+  for _, t in ipairs(targets(ns)) do
+    if not live(t) then
+      M.forget(ns, t.name)
+    elseif not alive(t) then
+      local ok, err = ensure(ns, t, h)
+      if not ok then log.warn("ports of %s: %s", target_text(t), err) end
     end
   end
 end
@@ -681,11 +655,9 @@ end
 --- The named namespaces that have published ports, sorted.
 function M.named_targets(ns)
   local out = {}
-  for _, file in ipairs(core.listdir(ns.paths.base .. "/ports") or {}) do
-    local name = file:match("^netns%-(.+)%.json$")
-    if name then out[#out + 1] = name end
+  for _, t in ipairs(targets(ns)) do
+    if t.name then out[#out + 1] = t.name end
   end
-  table.sort(out)
   return out
 end
 
@@ -699,11 +671,7 @@ end
 
 --- Remove every forward of every target.
 function M.forget_all(ns)
-  local dir = ns.paths.base .. "/ports"
-  for _, file in ipairs(core.listdir(dir) or {}) do
-    local key = file:match("^(.+)%.forwarder$") or file:match("^(.+)%.json$")
-    if key then M.forget(ns, key ~= M.MAIN and key:match("^netns%-(.+)$") or nil) end
-  end
+  for _, t in ipairs(targets(ns, true)) do M.forget(ns, t.name) end
 end
 
 return M

@@ -21,6 +21,7 @@
 -- it: a command killed half way, or a cleanup from anywhere, ends it
 -- within a second.
 local core = require "rootlessnetns"
+local daemon = require "rootlessnetns.daemon"
 local log = require "rootlessnetns.log"
 local state = require "rootlessnetns.state"
 local warm = require "rootlessnetns.warm"
@@ -28,7 +29,6 @@ local warm = require "rootlessnetns.warm"
 local M = {}
 
 M.TITLE = "rootlessnetns-mounts"
-M.READY_TIMEOUT_MS = 5000
 
 -- An entry's fields (every plain value, in a stable order) as Lua text.
 local function entry_text(e)
@@ -71,7 +71,7 @@ require("rootlessnetns.prepared").keeper_main(plan, status, record)
 -- record names us.
 function M.keeper_main(plan_text, status, record)
   local mounts = require "rootlessnetns.mounts"
-  local me = ("%d %d\n"):format(core.getpid(), (core.starttime(core.getpid())))
+  local me = daemon.me()
   local plan = load(plan_text, "=plan", "t", {})
   -- its steps, for the builder to log (our stderr is /dev/null)
   local steps = {}
@@ -83,15 +83,10 @@ function M.keeper_main(plan_text, status, record)
   if ok then ok, err = core.unshare(core.CLONE_NEWNS) end
   if ok then ok, err = core.mount(nil, "/", nil, "rslave") end
   if ok then ok, err = mounts.apply(plan(), collect) end
-  steps[#steps + 1] = ""
-  core.writefile(status, (ok and "ok\n" or ("error " .. tostring(err) .. "\n")) .. table.concat(steps, "\n"),
-    tonumber("600", 8))
+  daemon.say(status, ok, err, steps)
   if not ok then return end
-  -- The record is written once our pid is known, which may be after we
-  -- got here: wait for it (bounded), then stay while it names us.
-  local deadline = core.clock() + M.READY_TIMEOUT_MS / 1000
-  while core.readfile(record, 64) ~= me and core.clock() < deadline do core.sleep(10) end
-  while core.readfile(record, 64) == me do core.sleep(1000) end
+  daemon.await_record(record, me)
+  while daemon.named(record, me) do core.sleep(1000) end
 end
 
 --- Forget the prepared mount namespace (idempotent, from anywhere).
@@ -128,42 +123,20 @@ local function build(ns, plan, h, fingerprint)
   local p = ns.paths
   M.drop(ns)
   local status = p.keeper .. ".status"
-  core.unlink(status)
   local wok, werr0 = core.writefile(p.keeper .. ".plan", built_from(h, fingerprint), tonumber("600", 8))
   if not wok then return nil, werr0 end
-  local pid, err = core.detached(M.TITLE, KEEPER, package.path, package.cpath, plan_chunk(plan), status, p.keeper)
-  if not pid then return nil, err end
-  local st = core.starttime(pid)
-  -- recorded at once: from here on a cleanup (or our death) ends it
-  local ok, werr = false, "the keeper ended at once"
-  if st then ok, werr = state.write_identity(p.keeper, pid, st) end
-  if not ok then
-    if st then core.kill(pid, st, core.SIGKILL) end
-    return nil, werr
-  end
-  local deadline = core.clock() + M.READY_TIMEOUT_MS / 1000
-  local said, sig
-  repeat
-    said = core.readfile(status, 1 << 20)
-    if said or not core.alive(pid, st) then break end
-    -- (a signal ends this wait as every other)
-    if ns.signals then sig = ns.signals:wait(1) else core.sleep(1) end
-  until sig or core.clock() > deadline
-  if sig then
-    core.unlink(status)
+  local keeper, steps, sig = daemon.start(ns, {
+    title = M.TITLE, code = KEEPER, args = { package.path, package.cpath, plan_chunk(plan), status, p.keeper },
+    record = p.keeper, status = status, doing = "preparing the mount namespace",
+    failed = "prepare the mount namespace", silent = "the keeper did not answer", gone = "the keeper ended at once",
+  })
+  if not keeper then
     M.drop(ns)
-    return nil, ("interrupted by signal %d while preparing the mount namespace"):format(sig), sig
+    return nil, steps, sig
   end
-  core.unlink(status)
-  local verdict, steps = (said or ""):match("^([^\n]*)\n(.*)$")
-  for step in (steps or ""):gmatch("[^\n]+") do log.debug("%s (in the prepared mount namespace)", step) end
-  if verdict ~= "ok" then
-    M.drop(ns)
-    return nil, "prepare the mount namespace: " .. (verdict and verdict:gsub("^error ", "")
-      or "the keeper did not answer")
-  end
-  log.debug("prepared the mount namespace of warm runs (keeper %d)", pid)
-  return { pid = pid, starttime = st }
+  for _, step in ipairs(steps) do log.debug("%s (in the prepared mount namespace)", step) end
+  log.debug("prepared the mount namespace of warm runs (keeper %d)", keeper.pid)
+  return keeper
 end
 
 --- After a slow run has made sure of everything (lock held, in our own

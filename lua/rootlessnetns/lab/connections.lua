@@ -70,6 +70,7 @@ local PEER_FD, PEER_PATH = 3, "/proc/self/fd/3"
 --   clean_up = true (take the rootless netns down when what was removed
 --   was all that kept it: an interrupted first connect)}
 -- @treturn table the leases data (state.read_leases), completed leases only
+-- @treturn table the links of the rootless netns, as they were
 function M.repair(ns, opts)
   opts = opts or {}
   local p = ns.paths
@@ -119,10 +120,10 @@ function M.repair(ns, opts)
     if opts.clean_up and refs.users(ns) == 0 then
       local ok, err = instance.cleanup(ns)
       if not ok then log.warn("%s", err) end
-      return { leases = {}, nets = {} }
+      return { leases = {}, nets = {} }, {}
     end
   end
-  return data
+  return data, links
 end
 
 --- The leases of namespace @name in @data, by network.
@@ -267,8 +268,11 @@ local function free_interface(c, mine)
   return stem .. i
 end
 
---- Reserve a lease for @name on network @n in @data (not yet written).
-local function reserve(data, name, n, c, opts)
+--- Reserve a lease for @name on network @n in @data (not yet written);
+-- its veth's index is one no lease uses and no link of @links (the
+-- rootless netns's) has: a veth of a namespace just deleted may still be
+-- going away in the background.
+local function reserve(data, name, n, c, opts, links)
   local t = state.net_leases(data, n.name)
   local address, err
   if opts.ip then
@@ -290,8 +294,11 @@ local function reserve(data, name, n, c, opts)
   end
   local all = {}
   for _, e in ipairs(state.each_lease(data)) do all[#all + 1] = e.lease end
-  -- (round from the last one: a host veth whose namespace was just
-  -- deleted may still be there, going away with it)
+  for _, link in ipairs(links or {}) do
+    local i = math.tointeger(tonumber(link:match("^" .. M.HOST_IF_PREFIX .. "(%d+)$") or ""))
+    if i then all[#all + 1] = { index = i } end
+  end
+  -- (round from the last one, so a name is not reused at once)
   local index = addrpool.free_index(all, data.last_index)
   data.last_index = index
   local mine = M.leases_of(data, name)
@@ -348,7 +355,7 @@ end
 function M.connect(ns, name, pin, n, up, opts)
   opts = opts or {}
   local c, p = ns.cfg.connect, ns.paths
-  local data = M.repair(ns)
+  local data, links = M.repair(ns)
   local function give_up(msg, code)
     if up.created then refs.clean_up_if_unused(ns) end
     return nil, msg, code
@@ -378,7 +385,7 @@ function M.connect(ns, name, pin, n, up, opts)
     t.last = nil
   end
   t.subnet, t.bridge = n.subnet, n.bridge
-  local lease, rerr = reserve(data, name, n, c, opts)
+  local lease, rerr = reserve(data, name, n, c, opts, links)
   if not lease then return give_up(rerr, errno.EINVAL) end
   -- Written before any interface exists, so that nothing is made that no
   -- record names; it holds no reference until `connected`.
@@ -395,12 +402,6 @@ function M.connect(ns, name, pin, n, up, opts)
     peer, err = core.open(pin, "r")
     if peer then
       ok, err = ip_batch(p.pin, text.veth(lease, c, PEER_PATH), { [PEER_FD] = peer })
-      if not ok and tostring(err):find("File exists", 1, true) then
-        -- no lease names this index: a veth of a namespace just deleted,
-        -- still going away in the background; removed, and made again
-        ip_batch(p.pin, { "link del " .. lease.host_interface })
-        ok, err = ip_batch(p.pin, text.veth(lease, c, PEER_PATH), { [PEER_FD] = peer })
-      end
       peer:close()
     else
       ok = nil
