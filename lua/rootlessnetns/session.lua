@@ -63,8 +63,14 @@ end
 -- @treturn[1] Lock
 -- @return[2] nil, message, errno (EINTR), "signal", the signal number
 function M.lock(ns, mode, uninterruptible)
+  return M.lock_file(ns, ns.paths.lock, mode, uninterruptible)
+end
+
+--- Take the lock file @path as M.lock takes the state's; @waiting_for
+-- says in the message what a signal ended the wait for (default: the
+-- file).
+function M.lock_file(ns, path, mode, uninterruptible, waiting_for)
   local t0 = core.clock()
-  local path = ns.paths.lock
   local lock, err, code
   if ns.signals and not uninterruptible then
     local pause = 1
@@ -73,7 +79,7 @@ function M.lock(ns, mode, uninterruptible)
       if lock or code ~= errno.EWOULDBLOCK then break end
       local sig = ns.signals:wait(pause)
       if sig then
-        return nil, ("interrupted by signal %d while waiting for `%s`"):format(sig, path),
+        return nil, ("interrupted by signal %d while waiting for %s"):format(sig, waiting_for or ("`" .. path .. "`")),
           errno.EINTR, "signal", sig
       end
       pause = math.min(pause * 2, 20)

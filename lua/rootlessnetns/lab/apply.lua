@@ -12,6 +12,7 @@
 -- in.
 local core = require "rootlessnetns"
 local log = require "rootlessnetns.log"
+local session = require "rootlessnetns.session"
 local state = require "rootlessnetns.state"
 local topology = require "rootlessnetns.lab.topology"
 
@@ -66,24 +67,8 @@ end
 -- One `lab up` or `lab down` at a time (the Lab's own methods take the
 -- state's lock each, so this is a lock of its own).
 local function lab_lock(l)
-  local path = labs_dir(l) .. "/lock"
-  local signals = l.ns.signals
-  local pause = 1
-  while true do
-    local lock, err, code = core.flock(path, "ex", true)
-    if lock then return lock end
-    if code ~= errno.EWOULDBLOCK then return nil, err, code end
-    if signals then
-      local sig = signals:wait(pause)
-      if sig then
-        return nil, ("interrupted by signal %d while waiting for another `lab up` or `lab down`"):format(sig),
-          errno.EINTR, "signal", sig
-      end
-    else
-      core.sleep(pause)
-    end
-    pause = math.min(pause * 2, 20)
-  end
+  return session.lock_file(l.ns, labs_dir(l) .. "/lock", "ex", false,
+    "another `lab up` or `lab down`")
 end
 
 -- ------------------------------------------------------------ helpers
