@@ -260,6 +260,8 @@ function Netns:cleanup(opts)
   return ok, err
 end
 
+local NOT_SET_UP = "the rootless netns is not set up (`rootlessnetns setup --publish SPEC` publishes as it sets up)"
+
 -- The rootless netns, for a port command: the session, its holder, the
 -- target; or why not.
 local function port_target(self)
@@ -267,8 +269,7 @@ local function port_target(self)
   if not s then return nil, serr, scode, sstage, ssig end
   if not (s.holder and core.nsfs(self.paths.pin)) then
     s:unlock()
-    return nil, "the rootless netns is not set up (`rootlessnetns setup --publish SPEC` publishes as it sets up)",
-      errno.ENOENT
+    return nil, NOT_SET_UP, errno.ENOENT
   end
   ports.tend(self, s.holder, function(t) return core.nsfs(t.pin) == true end)
   return s, ports.target(self)
@@ -307,11 +308,15 @@ end
 
 --- The published ports of the rootless netns (none when it is down); a
 -- forward its forwarder has that no record names is removed.
--- @treturn table list of {spec, proto, host_ip, host_port, inside_port, forwarding, connections}
+-- @treturn[1] table list of {spec, proto, host_ip, host_port, inside_port, forwarding, connections}
+-- @return[2] nil, message, errno[, stage, signal number] (the lock's wait ended by a signal, say)
 function Netns:ports()
-  local s <close> = port_target(self)
-  if not s then return {} end
-  return ports.list(ports.target(self), true)
+  local s <close>, t, code, stage, sig = port_target(self)
+  if not s then
+    if t == NOT_SET_UP then return {} end
+    return nil, t, code, stage, sig
+  end
+  return ports.list(t, true)
 end
 
 --- What a status report says, as a table (stable keys, see the README).

@@ -211,6 +211,16 @@ for _, backend in ipairs { "slirp4netns", "pasta" } do
       assert.is_true(host_listening(b))
     end)
 
+    userns_it("port list ends at ^C while it waits for the lock, as every command", function()
+      local lock = assert(core.flock(fx.xdg .. "/rootlessnetns/lock", "ex"))
+      local proc = cli({ "port", "list" }, { wait = false })
+      core.sleep(300)
+      proc:kill(core.SIGINT)
+      local how, code = proc:wait(3000)
+      lock:close()
+      assert.same({ "exited", 130 }, { how, code })
+    end)
+
     userns_it("the last teardown and cleanup leave no listening socket", function()
       local a, b = free_port(), free_port()
       ok { "port", "add", a .. ":80", b .. ":53/udp" }
