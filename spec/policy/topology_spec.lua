@@ -242,9 +242,23 @@ describe("a topology", function()
         { networks = { a = { subnet = "10.90.1.0/24" }, b = { subnet = "10.90.0.0/16" } } },
       ["nodes.a.networks[2]: network `default` twice"] = { nodes = { a = { networks = { "default", "default" } } } },
       ["nodez: unknown key (known: networks, nodes)"] = { nodez = {} },
+      -- the rules of `network create` and `netns connect`, before anything is made
+      ["networks.Net_A: invalid network name `Net_A`: a lowercase letter, then lowercase letters, digits or `-` "
+        .. "(not last), at most 32 (it ends host names: NAME.NETWORK)"] = { networks = { Net_A = {} } },
+      ["networks.back.subnet: subnet `127.0.0.0/24` is within 127.0.0.0/8 (loopback): not for a network"] =
+        { networks = { back = { subnet = "127.0.0.0/24" } } },
+      ["networks.back.subnet6: `fd00:90::/56` is not an IPv6 /64 subnet (X:X:X:X::/64)"] =
+        { networks = { back = { subnet6 = "fd00:90::/56" } } },
     } do
       assert.equal(want, err_of(t))
     end
+    assert.equal("nodes.web.networks.default.rate: must be a rate such as 10mbit, 512kbit or 1gbit",
+      err_of { nodes = { web = { networks = { default = { rate = "1tbps" } } } } })
+    -- IPv6 as `ip` spells it: written otherwise, it is no change at the next up
+    local t = assert(topology.validate { networks = { back = { subnet6 = "fd00:0090:0000::/64" } },
+      nodes = { db = { networks = { back = { ip6 = "fd00:0090::000a" } } } } })
+    assert.equal("fd00:90::/64", t.networks.back.subnet6)
+    assert.equal("fd00:90::a", t.nodes.db.links[1].ip6)
     assert.equal("must return a table, not a string", err_of("x"))
   end)
 

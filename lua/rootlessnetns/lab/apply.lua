@@ -36,6 +36,14 @@ local function identity(topo, opts)
   return "lua:" .. tostring(opts.id or "default"), nil
 end
 
+-- A failure of the Lab: the error, named by what was being done.
+local Failure = {}
+
+local function fail(what, err, code, stage, sig)
+  local msg = what and ("%s: %s"):format(what, tostring(err)) or tostring(err)
+  error(setmetatable({ msg = msg, code = code, stage = stage, sig = sig }, Failure), 0)
+end
+
 local Record = {}
 Record.__index = Record
 
@@ -54,8 +62,8 @@ end
 
 --- Write the record now (before the next thing is made, or after it).
 function Record:save()
-  local ok, err = state.write_json(self.path, self.data)
-  if not ok then error(("write the lab record `%s`: %s"):format(self.path, err), 0) end
+  local ok, err, code = state.write_json(self.path, self.data)
+  if not ok then fail(("write the lab record `%s`"):format(self.path), err, code) end
 end
 
 --- Remove the record and the log of the start commands (`down` is done).
@@ -73,13 +81,6 @@ end
 
 -- ------------------------------------------------------------ helpers
 
--- A failure of the Lab: the error, named by what was being done.
-local Failure = {}
-
-local function fail(what, err, code, stage, sig)
-  local msg = what and ("%s: %s"):format(what, tostring(err)) or tostring(err)
-  error(setmetatable({ msg = msg, code = code, stage = stage, sig = sig }, Failure), 0)
-end
 
 local function must(what, v, err, code, stage, sig)
   if v == nil or v == false then fail(what, err, code, stage, sig) end

@@ -12,6 +12,8 @@
 -- Errors name the file and the key: "topology `lab.lua`: nodes.db.routes[1].via: no node `rooter`".
 local addrpool = require "rootlessnetns.addrpool"
 local names = require "rootlessnetns.lab.names"
+local networks = require "rootlessnetns.lab.networks"
+local shaping = require "rootlessnetns.lab.shaping"
 
 local M = {}
 
@@ -24,32 +26,7 @@ M.DEFAULT_NETWORK = "default"
 local function ipv4(v) return addrpool.parse_ipv4(v) ~= nil end
 
 --- Parse an IPv6 address into its 8 groups (nil when it is not one).
-function M.parse_ipv6(text)
-  if type(text) ~= "string" or #text > 45 or not text:find(":", 1, true) then return nil end
-  local head, tail = text:match("^(.-)::(.*)$")
-  local function groups(s)
-    local out = {}
-    if s == "" then return out end
-    for g in (s .. ":"):gmatch("([^:]*):") do
-      if not g:match("^%x%x?%x?%x?$") then return nil end
-      out[#out + 1] = tonumber(g, 16)
-    end
-    return out
-  end
-  local left, right
-  if head then
-    left, right = groups(head), groups(tail)
-    if not left or not right or #left + #right > 7 then return nil end
-  else
-    left, right = groups(text), {}
-    if not left or #left ~= 8 then return nil end
-  end
-  local out = {}
-  for _, g in ipairs(left) do out[#out + 1] = g end
-  for _ = 1, 8 - #left - #right do out[#out + 1] = 0 end
-  for _, g in ipairs(right) do out[#out + 1] = g end
-  return out
-end
+M.parse_ipv6 = addrpool.parse_ipv6
 
 --- "ADDR/P" as {family = 4|6, prefix, host_bits}; nil when it is not a
 -- CIDR of either family.
@@ -84,8 +61,9 @@ local function cidr_of(family)
         or "must be an IPv6 subnet such as fd00:90::/64"
     end
     if c.host_bits then return "has host bits set" end
-    if family == 4 and (c.prefix < 8 or c.prefix > 29) then return "must have a prefix from 8 to 29" end
-    if family == 6 and (c.prefix < 48 or c.prefix > 120) then return "must have a prefix from 48 to 120" end
+    -- the rules of `network create`, so that no `up` fails half way
+    local ok, err = (family == 4 and addrpool.subnet or addrpool.subnet6)(v)
+    if not ok then return err end
   end
 end
 
@@ -96,17 +74,15 @@ local function address_of(family)
   end
 end
 
+-- (what `netns connect --rate` takes)
 local function rate(v)
-  local n, unit = v:match("^(%d+%.?%d*)(%a+)$")
-  local units = { bit = true, kbit = true, mbit = true, gbit = true, tbit = true, bps = true, kbps = true,
-    mbps = true, gbps = true, tbps = true }
-  if not n or not units[unit:lower()] or tonumber(n) <= 0 then
-    return "must be a rate such as 10mbit, 512kbit or 1gbit"
-  end
+  if not shaping.check { rate = v } then return "must be a rate such as 10mbit, 512kbit or 1gbit" end
 end
 
-local function a_name(v)
-  local ok, err = names.check_name(v)
+-- A node's name is a namespace's, a network's a network's.
+local function a_name(v, is_network)
+  local ok, err
+  if is_network then ok, err = networks.check_name(v) else ok, err = names.check_name(v) end
   if not ok then return (err:gsub("namespace name", "name")) end
 end
 
@@ -172,7 +148,7 @@ local function check_value(value, rule, path)
     for _, k in ipairs(sorted_keys(value)) do
       local p = join(path, k)
       if type(k) ~= "string" then return nil, p .. ": names are strings" end
-      local bad = a_name(k)
+      local bad = a_name(k, rule.map == NETWORK)
       if bad then return nil, ("%s: %s"):format(p, bad) end
       if type(value[k]) ~= "table" then return nil, ("%s: must be a table, not a %s"):format(p, type(value[k])) end
       local okf, err = check_fields(value[k], rule.map, p)
@@ -229,7 +205,9 @@ local function links_of(v, path)
       end
       local ok, err = check_fields(opts, LINK, p)
       if not ok then return nil, err end
-      out[#out + 1] = { network = net, ip = opts.ip, ip6 = opts.ip6, rate = opts.rate,
+      local ip6 = opts.ip6 and addrpool.parse_ipv6(opts.ip6)
+      out[#out + 1] = { network = net, ip = opts.ip, ip6 = ip6 and addrpool.format_ipv6(ip6) or opts.ip6,
+        rate = opts.rate,
         default_route = opts.default_route, path = p }
     end
   end
@@ -277,7 +255,10 @@ function M.validate(t)
       return nil, ("networks.%s: is the config's `connect` network, always there; it is not declared")
         :format(name)
     end
-    out.networks[name] = { name = name, subnet = n.subnet, subnet6 = n.subnet6, internal = n.internal == true }
+    -- (IPv6 as `ip` and the networks' record spell it: a /64 written
+    -- otherwise is not a change)
+    out.networks[name] = { name = name, subnet = n.subnet, subnet6 = n.subnet6 and addrpool.subnet6(n.subnet6).cidr,
+      internal = n.internal == true }
   end
   -- subnets apart from each other
   local nets = sorted_keys(out.networks)
