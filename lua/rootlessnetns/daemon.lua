@@ -15,13 +15,15 @@ local M = {}
 
 M.READY_TIMEOUT_MS = 5000
 
---- Starter side: run @opts.code (a Lua chunk) detached as @opts.title,
--- with the strings @opts.args; record it at @opts.record; wait for
--- @opts.status.  Words for the messages: @opts.doing ("preparing the
--- mount namespace"), @opts.failed ("prepare the mount namespace"),
--- @opts.silent (when it says nothing), @opts.gone (when it ends at once).
--- On failure the helper may still run: the caller removes it, as it
--- would any of its own.
+--- Starter side: run `opts.code` (a Lua chunk) detached as `opts.title`,
+-- with the strings `opts.args`; record it at `opts.record`; wait for
+-- `opts.status`.  Words for the messages: `opts.doing` ("preparing the
+-- mount namespace"), `opts.failed` ("prepare the mount namespace"),
+-- `opts.silent` (when it says nothing), `opts.gone` (when it ends at
+-- once).  On failure the helper may still run: the caller removes it, as
+-- it would any of its own.
+-- @tparam Netns ns whose signals end the wait
+-- @tparam table opts
 -- @treturn[1] table {pid, starttime}
 -- @treturn[1] table the lines after its verdict
 -- @return[2] nil, message, the signal that ended the wait (if one did)

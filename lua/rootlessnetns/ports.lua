@@ -587,8 +587,8 @@ function M.unpublish_all(ns, t, h, list)
   return true
 end
 
---- Parse a spec or a list of specs (an empty list only when
--- @may_be_empty: `setup` without --publish).
+--- Parse a spec or a list of specs (an empty list only when the caller
+-- says it may be: `setup` without --publish).
 -- @treturn[1] table list of ports
 -- @return[2] nil, message, EINVAL
 function M.parse_all(specs, may_be_empty)
