@@ -64,7 +64,9 @@ describe("concurrency", function()
       procs[#procs + 1] = { p, dir }
     end
     for _, pd in ipairs(procs) do assert.equal(0, (finish(pd[1], pd[2]))) end
-    assert.is_nil(core.lstat(pin))
+    -- (a teardown to zero under warm runs leaves the cleanup to the
+    -- reaper, after the last of them: it takes a moment to notice)
+    assert.truthy(helper.eventually(function() return core.lstat(pin) == nil end, 5), "the namespace stayed up")
     assert.same({}, helper.settled_processes(pin, 0))
   end)
 
