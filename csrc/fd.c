@@ -357,13 +357,14 @@ l_pipe(lua_State *L)
 
 /***
  * Open a file close-on-exec (and never through a final symlink unless
- * "follow" is given).  Modes: "r", "w" (create/truncate), "rw", "dir", "path".
+ * "follow" is given).  Modes: "r", "w" (create/truncate), "rw", "dir",
+ * "path", "a" (append), "new" (create; EEXIST when it exists).
  * @function open
  */
 static int
 l_open(lua_State *L)
 {
-	static const char *const modes[] = {"r", "w", "rw", "dir", "path", "a", NULL};
+	static const char *const modes[] = {"r", "w", "rw", "dir", "path", "a", "new", NULL};
 	static const int flags[] = {
 		O_RDONLY,
 		O_WRONLY | O_CREAT | O_TRUNC,
@@ -371,6 +372,7 @@ l_open(lua_State *L)
 		O_RDONLY | O_DIRECTORY,
 		O_PATH,
 		O_WRONLY | O_CREAT | O_APPEND,
+		O_WRONLY | O_CREAT | O_EXCL,
 	};
 	const char *path = luaL_checkstring(L, 1);
 	int mode = luaL_checkoption(L, 2, "r", modes);

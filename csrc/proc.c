@@ -62,7 +62,10 @@ rlns_proc_starttime(pid_t pid, unsigned long long *starttime, char *state)
 			errno = ESRCH;
 		return -1;
 	}
-	n = rlns_read_full(fd, buf, sizeof buf - 1);
+	/* One read: the kernel renders the whole line for the first read
+	 * that has room for it (a few hundred bytes), so a second read would
+	 * only see the end -- a syscall every warm run would pay five times. */
+	n = TEMP_FAILURE_RETRY(read(fd, buf, sizeof buf - 1));
 	if (n < 0) {
 		if (errno == ESRCH || errno == ENOENT)
 			errno = ESRCH;

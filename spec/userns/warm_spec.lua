@@ -79,6 +79,26 @@ describe("warm run", function()
     assert.equal(0, st.refs.runs)
   end)
 
+  userns_it("with its prepared mount namespace gone, runs on the slow path, which prepares another", function()
+    warm_up()
+    local record = fx.xdg .. "/rootlessnetns/rootless-netns/warm-run"
+    local keeper = tonumber(helper.read(record):match("\nkeeper (%d+) "))
+    local since = core.starttime(keeper)
+    assert(core.kill(keeper, since, core.SIGKILL))
+    assert(helper.eventually(function() return not core.alive(keeper, since) end, 5))
+    local function pid_of_run()
+      local proc, dir = helper.cli({ "run", "--", "sh", "-c", "echo $$" }, env, { wait = false })
+      assert.same({ "exited", 0 }, { proc:wait(10000) })
+      return proc:pid(), tonumber(helper.read(dir .. "/out"))
+    end
+    local cli_pid, cmd_pid = pid_of_run()
+    assert.are_not.equal(cli_pid, cmd_pid) -- forked: the slow path
+    assert.equal(0, status().refs.runs)
+    cli_pid, cmd_pid = pid_of_run()
+    assert.equal(cli_pid, cmd_pid) -- warm again
+    assert.are_not.equal(keeper, tonumber(helper.read(record):match("\nkeeper (%d+) ")))
+  end)
+
   userns_it("SIGKILLed, leaks no reference", function()
     warm_up()
     local proc = helper.cli({ "run", "--", "sleep", "30" }, env, { wait = false })
