@@ -23,7 +23,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <time.h>
+#include <sys/stat.h>
 
 typedef struct {
 	int fd;
@@ -358,7 +358,8 @@ l_pipe(lua_State *L)
 /***
  * Open a file close-on-exec (and never through a final symlink unless
  * "follow" is given).  Modes: "r", "w" (create/truncate), "rw", "dir",
- * "path", "a" (append), "new" (create; EEXIST when it exists).
+ * "path", "a" (append), "new" (create, with exactly @perm whatever the
+ * umask; EEXIST when it exists).
  * @function open
  */
 static int
@@ -385,6 +386,14 @@ l_open(lua_State *L)
 	*fd = open(path, flags[mode] | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW), (mode_t)perm);
 	if (*fd < 0)
 		return rlns_pushfail(L, errno, "open `%s`", path);
+	/* a new file has the mode asked for, whatever the umask */
+	if ((flags[mode] & O_EXCL) && fchmod(*fd, (mode_t)perm) < 0) {
+		int err = errno;
+
+		rlns_closep(fd);
+		unlink(path);
+		return rlns_pushfail(L, err, "open `%s`", path);
+	}
 	return 1;
 }
 

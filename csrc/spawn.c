@@ -708,8 +708,16 @@ l_exec(lua_State *L)
 	int inherit_env = lua_isnoneornil(L, 2);
 	const char **argv = checkstrlist(L, 1, "argv", 1);
 	const char **envp = inherit_env ? (const char **)environ : checkenv(L, 2);
+	struct sigaction sa;
 	sigset_t none;
 
+	/* A signal caught here (lua5.4 catches SIGINT) would run its handler
+	 * in this process, not in the program it becomes, and be lost; with
+	 * its default action, one pending as the mask goes ends this process
+	 * as it would have ended that program.  Ignored signals stay ignored,
+	 * as exec keeps them. */
+	if (sigaction(SIGINT, NULL, &sa) == 0 && sa.sa_handler != SIG_IGN && sa.sa_handler != SIG_DFL)
+		signal(SIGINT, SIG_DFL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	execvpe(argv[0], (char *const *)argv, (char *const *)envp);

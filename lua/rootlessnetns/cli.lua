@@ -272,9 +272,14 @@ function M.main(args, getenv)
   getenv = getenv or os.getenv
   local ok, code = xpcall(main, function(e)
     if log.enabled("debug") then return debug.traceback(tostring(e), 2) end
-    return tostring(e)
+    -- (one line: a module's load error is several)
+    local msg = tostring(e):gsub("%s*\n%s*", " ")
+    if msg:match("^error loading module ") or msg:match("^module '[^']*' not found") then
+      return "cannot load its modules (a partial install?): " .. msg
+    end
+    return "internal error: " .. msg
   end, args, getenv)
-  if not ok then return exit.die("internal error: " .. tostring(code)) end
+  if not ok then return exit.die(tostring(code)) end
   io.stdout:flush()
   return code
 end

@@ -104,30 +104,17 @@ local function resolve(cmd)
   return nil
 end
 
--- Take the lock shared (warm runs do not wait for each other).  When it
--- must wait, it polls with the signals that end a wait blocked (only then:
--- three syscalls fewer on the path that does not wait).  nil: fall back;
--- false, signal: end.
-local function lock_shared(path)
-  local lock, _, code = core.flock(path, "sh", true)
-  if lock then return lock end
-  if code ~= core.errno.EWOULDBLOCK then return nil end
-  local signals <close> = core.block_signals(SIGNALS)
+-- Take the lock shared (warm runs do not wait for each other), polling so
+-- that a signal ends the wait.  nil: fall back; false, signal: end.
+local function lock_shared(path, signals)
   local pause = 1
   while true do
+    local lock, _, code = core.flock(path, "sh", true)
+    if lock then return lock end
+    if code ~= core.errno.EWOULDBLOCK then return nil end
     local sig = signals:wait(pause)
     if sig then return false, sig end
     pause = math.min(pause * 2, 20)
-    lock, _, code = core.flock(path, "sh", true)
-    if lock then
-      -- (a signal that came as the lock did still ends the wait: closing
-      -- the set would swallow it)
-      sig = signals:wait(0)
-      if not sig then return lock end
-      lock:close()
-      return false, sig
-    end
-    if code ~= core.errno.EWOULDBLOCK then return nil end
   end
 end
 
@@ -156,28 +143,23 @@ local function check(dir, rec, args)
   return argv
 end
 
---- Exec `run -- CMD...` (@args: the CLI's arg) in place when the warm
--- path holds; return (having changed nothing) when the slow path must
--- do it.
-function M.try(args)
-  if os.getenv("ROOTLESSNETNS_LOG_LEVEL") or os.getenv("ROOTLESSNETNS_FAULT") then return end
-  local xdg = os.getenv("XDG_RUNTIME_DIR")
-  if not xdg or xdg:sub(1, 1) ~= "/" or not initial_userns() then return end
-  local uid = core.getuid()
-  local base = xdg .. "/rootlessnetns"
-  if not (private_dir(xdg, uid, OTHERS_WRITE) and private_dir(base, uid, OTHERS_ANY)) then return end
+-- The warm run in @base with @signals blocked: execs, ends, or returns
+-- (the lock dropped, no reference left) for the slow path.
+local function attempt(base, args, signals)
   local dir = base .. "/rootless-netns"
-  local lock, sig = lock_shared(base .. "/lock")
+  local lock, sig = lock_shared(base .. "/lock", signals)
   if lock == false then os.exit(128 + sig, false) end
   if not lock then return end
   local rec = M.decode(core.readfile(dir .. "/" .. M.RECORD, 65536))
   local argv = check(dir, rec, args)
   local me = core.getpid()
   local ref = argv and ("%s/refs/%d-%d"):format(dir, me, core.starttime(me))
-  -- Created in place, not renamed into place: the only reader of its
-  -- content (the reaper, rootlessnetns.reaper) takes the lock exclusively,
-  -- and a run killed before the write leaves an empty record of a dead
-  -- process, reaped as any other.
+  -- Created in place, not renamed into place.  Its content ("exec") is
+  -- read by rootlessnetns.reaper only when no `setup` counts any more,
+  -- and this run got here seeing one under its shared lock; whatever the
+  -- reaper decides it checks again under the lock held exclusively.  A
+  -- run killed before the write leaves an empty record of a dead process,
+  -- reaped as any other.
   local file = ref and core.open(ref, "new", PRIVATE_FILE)
   local recorded = file and file:write(M.EXEC_MARK)
   if file then file:close() end
@@ -216,9 +198,31 @@ function M.try(args)
     cwd:close()
   end
   lock:close()
+  -- (a signal still pending is the command's: core.exec unblocks it with
+  -- its default action, so it ends this process as it would the command)
   local _, eerr, ecode = core.exec(argv)
   core.unlink(ref)
   die(ecode == core.errno.ENOENT and 127 or 126, "%s", tostring(eerr))
+end
+
+--- Exec `run -- CMD...` (@args: the CLI's arg) in place when the warm
+-- path holds; return (having changed nothing) when the slow path must
+-- do it.
+function M.try(args)
+  if os.getenv("ROOTLESSNETNS_LOG_LEVEL") or os.getenv("ROOTLESSNETNS_FAULT") then return end
+  local xdg = os.getenv("XDG_RUNTIME_DIR")
+  if not xdg or xdg:sub(1, 1) ~= "/" or not initial_userns() then return end
+  local uid = core.getuid()
+  local base = xdg .. "/rootlessnetns"
+  if not (private_dir(xdg, uid, OTHERS_WRITE) and private_dir(base, uid, OTHERS_ANY)) then return end
+  -- The signals that end a run stay blocked from here to the exec, or to
+  -- the slow path: one that comes meanwhile is never an error half way
+  -- (lua5.4 turns SIGINT into one), it ends the run with its status.
+  local signals <close> = core.block_signals(SIGNALS)
+  attempt(base, args, signals)
+  -- (back to the slow path: closing the set would swallow a signal)
+  local sig = signals:wait(0)
+  if sig then os.exit(128 + sig, false) end
 end
 
 return M

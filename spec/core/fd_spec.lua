@@ -98,6 +98,16 @@ describe("Fd objects", function()
     helper.cleanup_dirs()
   end)
 
+  it('"new" gives the mode asked for under any umask', function()
+    local dir = helper.tmpdir()
+    local script = ('package.cpath = %q; local core = require "rootlessnetns"; '
+      .. 'assert(core.open(%q, "new", tonumber("600", 8))):close()'):format(package.cpath, dir .. "/rec")
+    local p = assert(core.spawn { argv = { "sh", "-c", 'umask 277; exec lua5.4 -e "$0"', script } })
+    assert.same({ "exited", 0 }, { p:wait() })
+    assert.equal(tonumber("600", 8), core.stat(dir .. "/rec").mode & tonumber("777", 8))
+    helper.cleanup_dirs()
+  end)
+
   it("report a missing file with its path and ENOENT", function()
     local f, msg, code = core.open("/nonexistent/rlns", "r")
     assert.is_nil(f)

@@ -138,6 +138,17 @@ describe("spawn", function()
     assert.same({ "exited", 42 }, { assert(core.process(pid)):wait() })
   end)
 
+  it("exec hands a signal still pending to its default action, not to lua5.4's handler", function()
+    -- (lua5.4 catches SIGINT while it runs a chunk: caught, the signal
+    -- would be lost and the program run as if nobody had pressed ^C)
+    local script = ('package.cpath = %q; local core = require "rootlessnetns"; '
+      .. 'local set = core.block_signals { core.SIGINT }; '
+      .. 'core.kill(core.getpid(), core.starttime(core.getpid()), core.SIGINT); '
+      .. 'core.exec { "true" }'):format(package.cpath)
+    local p = assert(core.spawn { argv = { "lua5.4", "-e", script } })
+    assert.same({ "signaled", core.SIGINT }, { p:wait() })
+  end)
+
   it("rejects malformed options by raising", function()
     assert.has_error(function() core.spawn {} end, "bad spawn option 'argv' (table expected)")
     assert.has_error(function() core.spawn { argv = {} } end, "bad spawn option 'argv' (empty list)")

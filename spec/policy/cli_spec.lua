@@ -71,10 +71,39 @@ describe("netns command lines", function()
 end)
 
 describe("the CLI's habits", function()
+  local core = require "rootlessnetns"
   local helper = require "helper"
   local commands = require "rootlessnetns.cli.commands"
   local function cli_run(args) return helper.cli(args, { XDG_RUNTIME_DIR = helper.tmpdir() }) end
   after_each(function() helper.cleanup_dirs() end)
+
+  it("says in one line that its modules are missing or damaged, never with a traceback", function()
+    local tree = helper.tmpdir()
+    assert(core.mkdir(tree .. "/bin", tonumber("755", 8)))
+    helper.write(tree .. "/bin/rootlessnetns", helper.read(helper.CLI))
+    local function cli_in_tree(args)
+      local saved = helper.CLI
+      helper.CLI = tree .. "/bin/rootlessnetns"
+      local code, out, err = helper.cli(args, { XDG_RUNTIME_DIR = helper.tmpdir() })
+      helper.CLI = saved
+      return code, out, err
+    end
+    for _, case in ipairs { { { "run", "--", "true" }, 125 }, { { "status" }, 125 } } do
+      local code, out, err = cli_in_tree(case[1])
+      assert.equal(case[2], code)
+      assert.equal("", out)
+      assert.matches("^rootlessnetns: cannot load its modules %(a partial install%?%): module "
+        .. "'rootlessnetns%.cli' not found\n$", err)
+    end
+    -- the module and the sources there, warm.lua damaged: the warm path
+    -- steps aside and the full CLI, which needs it too, says so
+    assert(os.execute(("cp -r %q %q && cp -r %q %q"):format(helper.ROOT .. "/lua", tree .. "/lua",
+      helper.ROOT .. "/build", tree .. "/build")))
+    helper.write(tree .. "/lua/rootlessnetns/warm.lua", "this is not Lua\n")
+    local code, _, err = cli_in_tree { "run", "--", "true" }
+    assert.equal(125, code)
+    assert.matches("^rootlessnetns: cannot load its modules %(a partial install%?%): [^\n]*warm%.lua[^\n]*\n$", err)
+  end)
 
   it("prints the version with -V and --version", function()
     local version = require("rootlessnetns")._VERSION
