@@ -113,44 +113,7 @@ fd_tostring(lua_State *L)
 	return 1;
 }
 
-/* Milliseconds left until @deadline (CLOCK_MONOTONIC ms), at least 0. */
-static int
-ms_left(long long deadline)
-{
-	struct timespec ts;
-	long long now;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-	return deadline > now ? (int)(deadline - now) : 0;
-}
-
-static long long
-deadline_after(lua_Integer timeout_ms)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + timeout_ms;
-}
-
-/*
- * Wait until @fd is readable or the monotonic @deadline (ms) passes.
- * Returns 1 when readable, 0 on timeout, -1 with errno on error.
- */
-static int
-wait_readable(int fd, long long deadline)
-{
-	struct pollfd pfd = {.fd = fd, .events = POLLIN};
-	int r;
-
-	do
-		r = poll(&pfd, 1, ms_left(deadline));
-	while (r < 0 && errno == EINTR);
-	return r < 0 ? -1 : r > 0;
-}
-
-/* Push the failure of wait_readable() (r = 0: ETIMEDOUT). */
+/* Push the failure of rlns_poll_until() (r = 0: ETIMEDOUT). */
 static int
 push_wait_failure(lua_State *L, int r, int fd)
 {
@@ -179,7 +142,7 @@ l_read(lua_State *L)
 
 	luaL_argcheck(L, max > 0 && max <= (1 << 24), 2, "size out of range");
 	if (timeout >= 0) {
-		int r = wait_readable(fd, deadline_after(timeout));
+		int r = rlns_poll_until(fd, POLLIN, rlns_now_ms() + timeout);
 
 		if (r <= 0)
 			return push_wait_failure(L, r, fd);
@@ -201,7 +164,7 @@ l_readall(lua_State *L)
 {
 	int fd = rlns_checkfd(L, 1);
 	lua_Integer timeout = luaL_optinteger(L, 2, -1);
-	long long deadline = timeout >= 0 ? deadline_after(timeout) : 0;
+	long long deadline = timeout >= 0 ? rlns_now_ms() + timeout : -1;
 	luaL_Buffer b;
 
 	luaL_buffinit(L, &b);
@@ -210,7 +173,7 @@ l_readall(lua_State *L)
 		ssize_t n;
 
 		if (timeout >= 0) {
-			int r = wait_readable(fd, deadline);
+			int r = rlns_poll_until(fd, POLLIN, deadline);
 
 			if (r <= 0)
 				return push_wait_failure(L, r, fd);
@@ -296,7 +259,7 @@ fd_recv(lua_State *L)
 
 	rlns_checknargs(L, 2);
 	if (timeout >= 0) {
-		int r = wait_readable(fd, deadline_after(timeout));
+		int r = rlns_poll_until(fd, POLLIN, rlns_now_ms() + timeout);
 
 		if (r <= 0)
 			return push_wait_failure(L, r, fd);

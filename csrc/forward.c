@@ -87,15 +87,6 @@ addr_len(const union fwd_addr *a)
 	return a->sa.sa_family == AF_INET ? sizeof a->in : sizeof a->in6;
 }
 
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- the socket maker ----------------------------------------------- */
 
 /*
@@ -1517,14 +1508,14 @@ run_loop(struct forwarder *f, long long deadline, int sigfd, int *signo)
 		int woke = 0;
 		int n;
 
-		f->now = now_ms();
+		f->now = rlns_now_ms();
 		n = epoll_wait(f->ep, evs, MAX_EVENTS, wait_ms(f, deadline));
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			return R_NONE;
 		}
-		f->now = now_ms();
+		f->now = rlns_now_ms();
 		for (int i = 0; i < n && !f->gone; i++)
 			dispatch(f, &evs[i], sigfd, &woke, signo);
 		if (f->pause_until && f->now >= f->pause_until)
@@ -1563,7 +1554,7 @@ forwarder_run(lua_State *L)
 	int wake = lua_isnoneornil(L, 2) ? -1 : rlns_checkfd(L, 2);
 	lua_Integer timeout = luaL_opt(L, luaL_checkinteger, 3, -1);
 	int sigfd = rlns_signals_fd(L, 4);
-	long long deadline = timeout >= 0 ? now_ms() + timeout : -1;
+	long long deadline = timeout >= 0 ? rlns_now_ms() + timeout : -1;
 	sigset_t pipe_set, old, pending;
 	enum run_result r;
 	int signo = 0, err = 0, was_pending;

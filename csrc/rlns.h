@@ -75,6 +75,8 @@ int rlns_pushfail(lua_State *L, int err, const char *fmt, ...)
 int rlns_pushtrue(lua_State *L);
 ssize_t rlns_write_all(int fd, const void *buf, size_t len);
 ssize_t rlns_read_full(int fd, void *buf, size_t len);
+long long rlns_now_ms(void);
+int rlns_poll_until(int fd, short events, long long deadline);
 void rlns_fault_point(const char *point);
 
 /*

@@ -99,10 +99,8 @@ push_addr(lua_State *L, const struct sockaddr_storage *ss)
 static int
 wait_for(int fd, short events, lua_Integer timeout_ms)
 {
-	struct pollfd pfd = {.fd = fd, .events = events};
-	int r;
+	int r = rlns_poll_until(fd, events, timeout_ms < 0 ? -1 : rlns_now_ms() + timeout_ms);
 
-	r = TEMP_FAILURE_RETRY(poll(&pfd, 1, timeout_ms < 0 ? -1 : (int)timeout_ms));
 	if (r == 0)
 		errno = ETIMEDOUT;
 	return r > 0 ? 0 : -1;

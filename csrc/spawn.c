@@ -144,15 +144,6 @@ try_reap(rlns_Process *p)
 	return 1;
 }
 
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void
 forward_signals(rlns_Signals *s, rlns_Process *p)
 {
@@ -205,7 +196,7 @@ process_wait(lua_State *L)
 	lua_Integer timeout = luaL_optinteger(L, 2, -1);
 	rlns_Signals *sigs = luaL_testudata(L, 3, RLNS_SIGNALS_META);
 	int interrupt = luaL_checkoption(L, 4, "forward", modes);
-	long long deadline = timeout >= 0 ? now_ms() + timeout : 0;
+	long long deadline = timeout >= 0 ? rlns_now_ms() + timeout : 0;
 
 	for (;;) {
 		struct pollfd pfd[2];
@@ -225,7 +216,7 @@ process_wait(lua_State *L)
 			pfd[nfds++].events = POLLIN;
 		}
 		if (timeout >= 0) {
-			long long left = deadline - now_ms();
+			long long left = deadline - rlns_now_ms();
 
 			if (left <= 0)
 				return rlns_pushfail(L, ETIMEDOUT, "wait process %d", (int)p->pid);

@@ -13,10 +13,13 @@
  */
 #include "rlns.h"
 
+#include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 /**
  * rlns_pushfail() - push the failure triple `nil, "<what>: <strerror>", errno`.
@@ -93,6 +96,43 @@ rlns_read_full(int fd, void *buf, size_t len)
 		got += (size_t)n;
 	}
 	return (ssize_t)got;
+}
+
+/**
+ * rlns_now_ms() - CLOCK_MONOTONIC in milliseconds, what deadlines are in.
+ */
+long long
+rlns_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/**
+ * rlns_poll_until() - wait for @events on @fd until the monotonic
+ * @deadline (ms; negative: no deadline).  A signal does not restart the
+ * whole wait: the next poll gets only the time left.
+ * Returns 1 when ready, 0 when the deadline passed, -1 with errno.
+ */
+int
+rlns_poll_until(int fd, short events, long long deadline)
+{
+	struct pollfd pfd = {.fd = fd, .events = events};
+	int r;
+
+	do {
+		int ms = -1;
+
+		if (deadline >= 0) {
+			long long left = deadline - rlns_now_ms();
+
+			ms = left <= 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left;
+		}
+		r = poll(&pfd, 1, ms);
+	} while (r < 0 && errno == EINTR);
+	return r < 0 ? -1 : r > 0;
 }
 
 /**

@@ -551,6 +551,29 @@ describe("unix sockets and records", function()
     b:close()
   end)
 
+  it("accept's timeout counts from the start of the wait, not from a signal that interrupts it", function()
+    -- (lua5.4 catches the first SIGINT while it runs a chunk: an EINTR in
+    -- the poll, and a wait that started over there would last 1 s + 1.5 s)
+    local script = ('package.cpath = %q; local core = require "rootlessnetns"; '
+      .. 'local l = assert(core.inet_listen("tcp", "127.0.0.1", 0)); io.write("ready\\n"); io.flush(); '
+      .. 'core.accept(l, 1500)'):format(package.cpath)
+    local r, w = assert(core.pipe())
+    local proc = assert(core.spawn { argv = { "lua5.4", "-e", script }, fds = { [1] = w, [2] = false } })
+    w:close()
+    assert.equal("ready\n", r:read(64, 10000))
+    r:close()
+    local t0 = core.clock()
+    core.sleep(1000)
+    proc:kill(core.SIGINT)
+    local ended = proc:wait(5000)
+    local elapsed = core.clock() - t0
+    if not ended then
+      proc:kill(core.SIGKILL)
+      proc:wait()
+    end
+    assert(ended and elapsed < 2.1, ("a 1.5 s wait lasted %.1f s, interrupted at 1 s"):format(elapsed))
+  end)
+
   it("unix_listen/unix_connect/accept work below a directory whatever its path length", function()
     local dir = helper.tmpdir()
     local long = dir .. "/" .. ("d"):rep(100)
