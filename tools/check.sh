@@ -1,8 +1,8 @@
 #!/bin/sh
 # make check: luacheck, the API reference (make doc), every spec (namespace
 # specs as an unprivileged user when run as root), the primitive specs again
-# under ASan+UBSan and under valgrind, and a luarocks install into a scratch
-# tree.  Ends with the line
+# under ASan+UBSan and under valgrind, a luarocks install into a scratch
+# tree and a `make install` into a scratch prefix.  Ends with the line
 # `N passed, N failed`; exits non-zero when anything failed.
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -114,6 +114,20 @@ step "luarocks make into a scratch tree: CLI, --help of every command, man page,
 	eval \"\$(luarocks --lua-version 5.4 --tree '$rocktree' path)\" &&
 	lua5.4 -e 'local c = require \"rootlessnetns\"; assert(c.netns_create and require(\"rootlessnetns.netns\").new and require(\"rootlessnetns.lab\").new)'"
 rm -rf "$rocktree"
+
+prefix=$(mktemp -d)
+# What `make install` writes: a precompiled CLI behind its #! line (and
+# with PRECOMPILE=no the source), finding its modules with no LUA_PATH.
+step "make install into a scratch prefix, precompiled and not" sh -c "
+	for pre in yes no; do
+		make -s install PREFIX='$prefix'/\$pre PRECOMPILE=\$pre >/dev/null &&
+		'$prefix'/\$pre/bin/rootlessnetns --version | grep -q '^rootlessnetns ' &&
+		'$prefix'/\$pre/bin/rootlessnetns run --help | grep -q '^Usage: rootlessnetns run' || exit 1
+	done &&
+	head -n 1 '$prefix/yes/bin/rootlessnetns' | grep -q '^#!/' &&
+	tail -n +2 '$prefix/yes/bin/rootlessnetns' | head -c 4 | grep -aq 'Lua' &&
+	sed -n 2p '$prefix/no/bin/rootlessnetns' | grep -q '^-- rootlessnetns'"
+rm -rf "$prefix"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
