@@ -358,7 +358,8 @@ do
         c:close()
       end
     end
-    return done == SHORT and SHORT / (core.clock() - t0) or nil
+    -- (a peer that drops one gets no figure, only how many it answered)
+    return done == SHORT and SHORT / (core.clock() - t0) or nil, done
   end
   -- what answers them, inside: one byte and close, SHORT times, and it
   -- ends (or after 10 s without a client): nothing is left running inside
@@ -423,14 +424,18 @@ do
       end
     end
     for _, p in ipairs(peers) do
-      p.rate = serving(p, ANSWER, 12000, function() return short_rate(p.port2) end)
+      p.rate = serving(p, ANSWER, 12000, function()
+        local rate, answered = short_rate(p.port2)
+        p.answered = answered
+        return rate
+      end)
     end
     run(argv("port", "rm", tostring(base + 1), tostring(base + 11)), true)
     run(argv("teardown"), true)
     for _, p in ipairs(peers) do
       local st = stats(p.runs)
       published[#published + 1] = { name = p.name, gbps = st and st.median, min = st and st.min, max = st and st.max,
-        rate = p.rate, by_round = p.by_round }
+        rate = p.rate, answered = p.answered, asked = SHORT, by_round = p.by_round }
     end
   end
 end
@@ -516,7 +521,7 @@ end
 for _, r in ipairs(published) do
   local vs = ours and ours ~= r and ours.rate and r.rate and ("(ours: %.2fx)"):format(ours.rate / r.rate) or ""
   print(("%-58s %9s conn/s %s"):format("short connections: " .. r.name, r.rate and ("%.0f"):format(r.rate)
-    or "n/a", vs))
+    or "n/a", r.rate and vs or ("(%d of %d answered)"):format(r.answered or 0, r.asked)))
 end
 for _, r in ipairs(published) do
   if ours and ours ~= r and r.name:match("builtin") and ours.gbps and r.gbps then
