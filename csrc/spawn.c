@@ -707,8 +707,10 @@ l_exec(lua_State *L)
 	 * its default action, one pending as the mask goes ends this process
 	 * as it would have ended that program.  Ignored signals stay ignored,
 	 * as exec keeps them. */
-	if (sigaction(SIGINT, NULL, &sa) == 0 && sa.sa_handler != SIG_IGN && sa.sa_handler != SIG_DFL)
-		signal(SIGINT, SIG_DFL);
+	if (sigaction(SIGINT, NULL, &sa) == 0 && sa.sa_handler != SIG_IGN && sa.sa_handler != SIG_DFL) {
+		sa.sa_handler = SIG_DFL;
+		sigaction(SIGINT, &sa, NULL);
+	}
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	execvpe(argv[0], (char *const *)argv, (char *const *)envp);

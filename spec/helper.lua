@@ -133,6 +133,8 @@ end
 --- Run the CLI: returns exit status, stdout, stderr.
 -- @tparam table args
 -- @tparam table env map of variables (XDG_RUNTIME_DIR etc.); PATH and HOME inherited
+-- @tparam[opt] table opts {wait = false (return the process and the output directory), timeout (ms),
+--   cli (another copy of the CLI to run)}
 function M.cli(args, env, opts)
   opts = opts or {}
   local dir = M.tmpdir()
@@ -142,7 +144,7 @@ function M.cli(args, env, opts)
   local base = { PATH = os.getenv("PATH"), HOME = os.getenv("HOME"), USER = os.getenv("USER"), SHELL = "/bin/sh" }
   for k, v in pairs(base) do if v then vars[k] = v end end
   for k, v in pairs(env or {}) do vars[k] = v ~= false and v or nil end
-  local argv = { "lua5.4", M.CLI }
+  local argv = { "lua5.4", opts.cli or M.CLI }
   for _, a in ipairs(args) do argv[#argv + 1] = a end
   local proc = assert(core.spawn { argv = argv, env = vars, fds = { [0] = false, [1] = out, [2] = err } })
   out:close()

@@ -245,10 +245,7 @@ for _ = 1, 5 do
     case.ok = math.min(case.ok, ok)
   end
 end
-for _, case in ipairs(parallel) do
-  table.sort(case.rates)
-  case.rate = case.rates[3]
-end
+for _, case in ipairs(parallel) do case.rate = stats(case.rates).median end
 warm_sleeper:kill(core.SIGTERM)
 warm_sleeper:wait()
 
@@ -372,7 +369,7 @@ do
   -- 127.0.0.1:@port (iperf3) and :@port2 (short connections).
   local peers = {}
   local function peer(name, wrap, port, port2)
-    peers[#peers + 1] = { name = name, wrap = wrap, port = port, port2 = port2, runs = {}, by_round = {} }
+    peers[#peers + 1] = { name = name, wrap = wrap, port = port, port2 = port2, by_round = {} }
   end
   -- One server behind @p while @measure_fn runs; it serves one test and ends.
   local function serving(p, server_argv, wait_ms, measure_fn)
@@ -418,9 +415,9 @@ do
     -- between rounds)
     for round = 1, 5 do
       for _, p in ipairs(peers) do
-        local gbps = serving(p, { "iperf3", "-s", "-1", "-p", "5201" }, 5000, function() return client(p.port) end)
-        p.by_round[round] = gbps
-        p.runs[#p.runs + 1] = gbps
+        p.by_round[round] = serving(p, { "iperf3", "-s", "-1", "-p", "5201" }, 5000, function()
+          return client(p.port)
+        end)
       end
     end
     for _, p in ipairs(peers) do
@@ -433,7 +430,9 @@ do
     run(argv("port", "rm", tostring(base + 1), tostring(base + 11)), true)
     run(argv("teardown"), true)
     for _, p in ipairs(peers) do
-      local st = stats(p.runs)
+      local runs = {}
+      for _, gbps in pairs(p.by_round) do runs[#runs + 1] = gbps end
+      local st = stats(runs)
       published[#published + 1] = { name = p.name, gbps = st and st.median, min = st and st.min, max = st and st.max,
         rate = p.rate, answered = p.answered, asked = SHORT, by_round = p.by_round }
     end

@@ -29,9 +29,7 @@ prepare_test_user() {
 	# that no real session pays.  Where mounting is not allowed, the
 	# directory is used as it is.
 	uid=$(id -u "$RLNS_TEST_USER")
-	if [ ! -d "/run/user/$uid" ]; then
-		mkdir -p "/run/user/$uid"
-	fi
+	mkdir -p "/run/user/$uid"
 	if ! mountpoint -q "/run/user/$uid" && [ "$(stat -f -c %T /run)" != tmpfs ]; then
 		mount -t tmpfs -o "mode=0700,uid=$uid,gid=$(id -g "$RLNS_TEST_USER"),size=10%,nosuid,nodev" \
 			tmpfs "/run/user/$uid" 2>/dev/null ||

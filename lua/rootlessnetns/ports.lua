@@ -25,6 +25,7 @@
 -- command that looks (port commands, status, setup, netns connect).
 -- Every function here is called with the state lock held, in the holder.
 local core = require "rootlessnetns"
+local addrpool = require "rootlessnetns.addrpool"
 local daemon = require "rootlessnetns.daemon"
 local log = require "rootlessnetns.log"
 local state = require "rootlessnetns.state"
@@ -52,13 +53,9 @@ local function parse_port(text, what, spec)
   return n
 end
 
-local function ipv4(text)
-  return require("rootlessnetns.addrpool").parse_ipv4(text) ~= nil
-end
+local function ipv4(text) return addrpool.parse_ipv4(text) ~= nil end
 
-local function ipv6(text)
-  return require("rootlessnetns.addrpool").parse_ipv6(text) ~= nil
-end
+local function ipv6(text) return addrpool.parse_ipv6(text) ~= nil end
 
 --- A port spec as a table, from `[HOSTIP:]HOSTPORT[:PORT][/tcp|/udp]`
 -- (an IPv6 HOSTIP in brackets: `[::1]:8080:80`).  HOSTIP defaults to
@@ -137,10 +134,8 @@ function M.target(ns, name)
   }
 end
 
--- Is @p a port's fields (as JSON gives them back: numbers may be floats)?
--- Its ports become integers.
---- The targets that have files under `ports/` (records; with
--- @also_forwarders, forwarder identities too), the rootless netns first.
+-- The targets that have files under `ports/`: records, and forwarder
+-- identities too when @also_forwarders; the rootless netns first.
 local function targets(ns, also_forwarders)
   local seen, out = {}, {}
   for _, file in ipairs(core.listdir(ns.paths.base .. "/ports") or {}) do
@@ -155,6 +150,8 @@ local function targets(ns, also_forwarders)
   return out
 end
 
+-- Is @p a port's fields (as JSON gives them back: numbers may be floats)?
+-- Its ports become integers.
 local function fields_ok(p)
   if not (type(p) == "table" and PROTOS[p.proto] and type(p.host_ip) == "string") then return false end
   p.host_port, p.inside_port = math.tointeger(p.host_port), math.tointeger(p.inside_port)

@@ -129,7 +129,7 @@ local function check(dir, rec, args)
   if not rec then return nil end
   if rec.config ~= M.identity(M.config_path(os.getenv)) then return nil end
   if rec.resolv ~= M.identity(rec.resolv_path) then return nil end
-  -- (the keeper is checked once its pidfd is open, in M.try)
+  -- (the keeper is checked once its pidfd is open, in attempt)
   if not (core.alive(rec.holder_pid, rec.holder_starttime) and core.alive(rec.backend_pid, rec.backend_starttime)) then
     return nil
   end

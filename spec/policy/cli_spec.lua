@@ -82,11 +82,7 @@ describe("the CLI's habits", function()
     assert(core.mkdir(tree .. "/bin", tonumber("755", 8)))
     helper.write(tree .. "/bin/rootlessnetns", helper.read(helper.CLI))
     local function cli_in_tree(args)
-      local saved = helper.CLI
-      helper.CLI = tree .. "/bin/rootlessnetns"
-      local code, out, err = helper.cli(args, { XDG_RUNTIME_DIR = helper.tmpdir() })
-      helper.CLI = saved
-      return code, out, err
+      return helper.cli(args, { XDG_RUNTIME_DIR = helper.tmpdir() }, { cli = tree .. "/bin/rootlessnetns" })
     end
     for _, case in ipairs { { { "run", "--", "true" }, 125 }, { { "status" }, 125 } } do
       local code, out, err = cli_in_tree(case[1])

@@ -81,7 +81,6 @@ end
 
 -- ------------------------------------------------------------ helpers
 
-
 local function must(what, v, err, code, stage, sig)
   if v == nil or v == false then fail(what, err, code, stage, sig) end
   return v, err
